@@ -1,0 +1,102 @@
+"""Hardened request-body parsing: hostile JSON is a clear 4xx, never a 500.
+
+webargs only catches JSON *decode* errors and treats a non-JSON body as missing; this
+parser refuses a non-JSON content type (415), NaN/Infinity, duplicate keys, absurd
+nesting and huge numbers (400). The size limit (413) is set per request by the view layer.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import flask
+from flask_smorest import Blueprint, abort
+from webargs import core
+from webargs.flaskparser import FlaskParser, is_json_request
+
+MAX_DEPTH = 32
+MAX_NUMBER_DIGITS = 40
+
+
+class _Refused(ValueError):
+    pass
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _Refused(f"{name} is not valid JSON")
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_NUMBER_DIGITS:
+        raise _Refused(f"number with more than {MAX_NUMBER_DIGITS} digits")
+    return int(text)
+
+
+def _finite_float(text: str) -> float:
+    if len(text) > MAX_NUMBER_DIGITS * 2:
+        raise _Refused("number too long")
+    value = float(text)
+    if not math.isfinite(value):
+        raise _Refused(f"number out of range: {text[:20]}")
+    return value
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _Refused(f"duplicate key {key[:50]!r}")
+        result[key] = value
+    return result
+
+
+def _depth_ok(value: Any) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return False
+        if isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+    return True
+
+
+def parse_json_body(request: flask.Request) -> Any:
+    """The request's JSON body, ``core.missing`` when there is none; aborts on bad input."""
+    data = request.get_data(cache=True)
+    if not data.strip():
+        return core.missing
+    if not is_json_request(request):
+        abort(415, message="The body must be JSON, sent with Content-Type: application/json.")
+    try:
+        value = json.loads(
+            data,
+            parse_constant=_refuse_constant,
+            parse_int=_bounded_int,
+            parse_float=_finite_float,
+            object_pairs_hook=_no_duplicates,
+        )
+    except RecursionError:
+        abort(400, message=f"Malformed JSON: nested deeper than {MAX_DEPTH} levels.")
+    except _Refused as error:
+        abort(400, message=f"Malformed JSON: {error}.")
+    except (ValueError, UnicodeDecodeError) as error:
+        abort(400, message=f"Malformed JSON: {error}.")
+    if not _depth_ok(value):
+        abort(400, message=f"Malformed JSON: nested deeper than {MAX_DEPTH} levels.")
+    return value
+
+
+class HardenedParser(FlaskParser):
+    def _raw_load_json(self, req: flask.Request) -> Any:
+        return parse_json_body(req)
+
+
+class HardenedBlueprint(Blueprint):  # type: ignore[misc]
+    """A flask-smorest Blueprint whose bodies go through :class:`HardenedParser`."""
+
+    ARGUMENTS_PARSER = HardenedParser()

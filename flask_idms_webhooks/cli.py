@@ -1,0 +1,76 @@
+"""``flask idms-webhooks ...``: the worker, the reaper, and the task list."""
+
+from __future__ import annotations
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+
+from .extension import state_of
+from .worker import Reaper, make_worker
+
+
+@click.group("idms-webhooks")
+def cli() -> None:
+    """flask-idms-webhooks: workers and tasks."""
+
+
+@cli.command("worker")
+@click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
+@click.option("--name", default=None, help="Worker name (default: RQ's).")
+@click.option("--simple", is_flag=True, help="Run jobs in the worker process (no fork).")
+@click.option("--with-scheduler", is_flag=True, help="Also run RQ's scheduler.")
+@click.option(
+    "--logging-level", default="INFO", show_default=True, help="Log level of the worker."
+)
+@click.option(
+    "--max-jobs", type=int, default=None, help="Stop after this many jobs."
+)
+@with_appcontext
+def worker_command(
+    burst: bool,
+    name: str | None,
+    simple: bool,
+    with_scheduler: bool,
+    logging_level: str,
+    max_jobs: int | None,
+) -> None:
+    """Run an RQ worker for this app's queue, with the dead-job reaper."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    state = state_of(app)
+    worker = make_worker(app, simple=simple, name=name)
+    reaper = Reaper(state)
+    reaper.start()
+    try:
+        worker.work(
+            burst=burst,
+            with_scheduler=with_scheduler,
+            logging_level=logging_level,
+            max_jobs=max_jobs,
+        )
+    finally:
+        reaper.stop()
+
+
+@cli.command("reap")
+@with_appcontext
+def reap_command() -> None:
+    """Seal, once, every running job whose heartbeat stopped."""
+    reaped = state_of(current_app).jobs.reap()
+    click.echo(f"sealed {reaped} job(s) whose worker died")
+
+
+@cli.command("tasks")
+@click.option("--base-url", default="http://127.0.0.1:8000", show_default=True)
+@with_appcontext
+def tasks_command(base_url: str) -> None:
+    """List the tasks with their webhook URLs (they carry the task keys: keep them secret)."""
+    state = state_of(current_app)
+    base = (state.settings.public_url or base_url).rstrip("/") + state.settings.url_prefix
+    for task in state.tasks.values():
+        key = state.credentials.task_key(task)
+        click.echo(f"{task.id}: {task.name}")
+        click.echo(f"  standard: {base}/tasks/{task.id}/execute?key={key}")
+        click.echo(f"  polling:  {base}/tasks/{task.id}/jobs?key={key}")
+        keys = state.parameters[task.id].keys
+        click.echo(f"  QueryParameters: {', '.join(keys) if keys else '(none)'}")

@@ -1,0 +1,135 @@
+"""Every ``IDMS_WEBHOOKS_*`` setting: its default and one line of meaning, read once."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask
+
+from .errors import ConfigurationError
+
+PREFIX = "IDMS_WEBHOOKS_"
+
+#: key (without prefix) -> (default, meaning). The single place a setting is defined.
+SETTINGS: dict[str, tuple[Any, str]] = {
+    "REDIS_URL": (None, "Redis URL of the job store and queue; required."),
+    "URL_PREFIX": ("/idms", "Prefix of every route."),
+    "PUBLIC_URL": (None, "Public base URL for Location/PollingUrl; else taken from the request."),
+    "RETRY_AFTER": (30, "Default Retry-After seconds on every 202 (a task may override)."),
+    "RESULT_TTL": ("7d", "How long a finished job's record is kept, from the end of the job."),
+    "JOB_TIMEOUT": ("6h", "Default job timeout (a task may override)."),
+    "TASKS_FILE": (None, "TOML task file; unset means Python-registered tasks only."),
+    "ADMIN_TOKEN": (None, "Bearer token of the admin routes; unset means they answer 401."),
+    "SECRET_KEY": (None, "Secret of job tokens and derived task keys; falls back to SECRET_KEY."),
+    "QUEUE_NAME": ("idms-webhooks", "RQ queue the jobs go to."),
+    "MAX_BODY_SIZE": (64 * 1024, "Largest request body accepted, in bytes (413 above)."),
+    "MAX_ROW_ERRORS": (50, "Row errors kept in a job record."),
+    "HEARTBEAT_TIMEOUT": (60, "Seconds without a heartbeat before a running job is sealed failed."),
+    "REDIS_TIMEOUT": (1.0, "Socket and connect timeout of the web side's Redis client, seconds."),
+    "DOCS_PATH": ("/docs", "Swagger UI path under the prefix (standalone Api only)."),
+}
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: object) -> int:
+    """Seconds from an integer or a string ``"<n>s|m|h|d"``; ``ValueError`` otherwise."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, int):
+        seconds = value
+    elif isinstance(value, str) and (match := _DURATION.match(value)):
+        seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    else:
+        raise ValueError(f"not a duration (seconds, or '<n>s|m|h|d'): {value!r}")
+    if seconds <= 0:
+        raise ValueError(f"a duration must be positive: {value!r}")
+    return seconds
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The settings of one app, validated."""
+
+    redis_url: str
+    url_prefix: str
+    public_url: str | None
+    retry_after: int
+    result_ttl: int
+    job_timeout: int
+    tasks_file: str | None
+    admin_token: str | None
+    secret_key: bytes
+    queue_name: str
+    max_body_size: int
+    max_row_errors: int
+    heartbeat_timeout: int
+    redis_timeout: float
+    docs_path: str
+
+    @classmethod
+    def from_app(cls, app: Flask) -> Settings:
+        def get(name: str) -> Any:
+            return app.config.get(PREFIX + name, SETTINGS[name][0])
+
+        def positive_int(name: str) -> int:
+            value = get(name)
+            try:
+                number = int(value)
+            except (TypeError, ValueError):
+                raise ConfigurationError(f"{PREFIX}{name} must be an integer, got {value!r}") from None
+            if number <= 0 or isinstance(value, bool):
+                raise ConfigurationError(f"{PREFIX}{name} must be positive, got {value!r}")
+            return number
+
+        def duration(name: str) -> int:
+            try:
+                return parse_duration(get(name))
+            except ValueError as error:
+                raise ConfigurationError(f"{PREFIX}{name}: {error}") from None
+
+        def path(name: str) -> str:
+            value = str(get(name) or "")
+            if value and not value.startswith("/"):
+                raise ConfigurationError(f"{PREFIX}{name} must start with '/', got {value!r}")
+            return value.rstrip("/")
+
+        redis_url = get("REDIS_URL")
+        if not redis_url:
+            raise ConfigurationError(
+                f"{PREFIX}REDIS_URL is not set: give the Redis URL of the job store "
+                "(only `make run` starts a private Redis)."
+            )
+        secret = get("SECRET_KEY") or app.config.get("SECRET_KEY")
+        if not secret:
+            raise ConfigurationError(
+                f"{PREFIX}SECRET_KEY (or Flask's SECRET_KEY) is not set: job tokens and task "
+                "keys are signed with it, and every process must share it."
+            )
+        public_url = get("PUBLIC_URL")
+        if public_url and not re.match(r"^https?://[^/]+", str(public_url)):
+            raise ConfigurationError(f"{PREFIX}PUBLIC_URL must be an absolute http(s) URL")
+        try:
+            redis_timeout = float(get("REDIS_TIMEOUT"))
+        except (TypeError, ValueError):
+            raise ConfigurationError(f"{PREFIX}REDIS_TIMEOUT must be a number of seconds") from None
+        return cls(
+            redis_url=str(redis_url),
+            url_prefix=path("URL_PREFIX"),
+            public_url=str(public_url).rstrip("/") if public_url else None,
+            retry_after=positive_int("RETRY_AFTER"),
+            result_ttl=duration("RESULT_TTL"),
+            job_timeout=duration("JOB_TIMEOUT"),
+            tasks_file=get("TASKS_FILE") or None,
+            admin_token=get("ADMIN_TOKEN") or None,
+            secret_key=secret.encode() if isinstance(secret, str) else bytes(secret),
+            queue_name=str(get("QUEUE_NAME")),
+            max_body_size=positive_int("MAX_BODY_SIZE"),
+            max_row_errors=positive_int("MAX_ROW_ERRORS"),
+            heartbeat_timeout=positive_int("HEARTBEAT_TIMEOUT"),
+            redis_timeout=redis_timeout,
+            docs_path=path("DOCS_PATH") or "/docs",
+        )

@@ -1,0 +1,46 @@
+"""Domain exceptions. The view layer maps them to HTTP; nothing here knows about HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class IdmsWebhooksError(Exception):
+    """Base class of every error this extension raises on purpose."""
+
+
+class ConfigurationError(IdmsWebhooksError):
+    """A setting is missing or has a bad value; the message names the full key."""
+
+
+class TaskLoadError(IdmsWebhooksError):
+    """A task file or a Python task registration is invalid; names file, task and key."""
+
+    def __init__(self, message: str, *, source: str = "", task: str = "", key: str = "") -> None:
+        where = ", ".join(
+            part
+            for part in (
+                source and f"file {source}",
+                task and f"task {task!r}",
+                key and f"key {key!r}",
+            )
+            if part
+        )
+        super().__init__(f"{where}: {message}" if where else message)
+        self.source, self.task, self.key = source, task, key
+
+
+class ParameterError(IdmsWebhooksError):
+    """QueryParameters that cannot be resolved: ``errors`` maps each key to its messages."""
+
+    def __init__(self, errors: dict[str, Any]) -> None:
+        super().__init__("Invalid QueryParameters.")
+        self.errors = errors
+
+
+class JobCancelled(IdmsWebhooksError):  # noqa: N818 - a signal, not a failure
+    """Raised inside a running task when its job was cancelled; ends the job ``cancelled``."""
+
+
+class StoreUnavailable(IdmsWebhooksError):
+    """Redis could not be reached (refused, timed out or stalled)."""

@@ -1,0 +1,216 @@
+"""QueryParameters: the per-task marshmallow schema, keys, and the default fallback chain.
+
+A caller's value wins; ``null`` or ``""`` falls back to the task's default, then to the
+query's own default. Each resolved value carries where it came from (its provenance).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import uuid
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate
+
+from .errors import ParameterError, TaskLoadError
+from .tasks import DataType, FilterRow, Operator, Prompt
+
+MAX_LIST_LENGTH = 1000
+MAX_STRING_LENGTH = 4000
+
+REQUEST = "request"
+TASK_DEFAULT = "task default"
+QUERY_DEFAULT = "query default"
+
+
+class _DateTime(fields.Field[str]):
+    """An ISO 8601 date or date-time, kept as its ISO string (JSON-safe for RQ)."""
+
+    default_error_messages = {"invalid": "Not a valid ISO 8601 date or date-time."}  # noqa: RUF012
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        if not isinstance(value, str) or len(value) > 64:
+            raise self.make_error("invalid")
+        try:
+            if len(value) == 10:
+                return dt.date.fromisoformat(value).isoformat()
+            return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).isoformat()
+        except ValueError:
+            raise self.make_error("invalid") from None
+
+
+def _scalar_field(data_type: DataType) -> fields.Field[Any]:
+    match data_type:
+        case DataType.STRING:
+            return fields.String(validate=validate.Length(max=MAX_STRING_LENGTH))
+        case DataType.BYTE:
+            return fields.Integer(strict=True, validate=validate.Range(0, 255))
+        case DataType.INT32:
+            return fields.Integer(strict=True, validate=validate.Range(-(2**31), 2**31 - 1))
+        case DataType.INT64:
+            return fields.Integer(strict=True, validate=validate.Range(-(2**63), 2**63 - 1))
+        case DataType.DECIMAL:
+            return fields.Decimal(allow_nan=False)
+        case DataType.DOUBLE:
+            return fields.Float(allow_nan=False)
+        case DataType.DATETIME:
+            return _DateTime()
+        case DataType.BOOLEAN:
+            return fields.Boolean()
+        case DataType.GUID:
+            return fields.UUID()
+    raise AssertionError(data_type)  # pragma: no cover - exhaustive
+
+
+def filter_field(row: FilterRow) -> fields.Field[Any]:
+    """The marshmallow field validating one filter row's value (type and operator)."""
+    inner = _scalar_field(row.type)
+    if row.operator is Operator.BETWEEN:
+        return fields.List(inner, validate=validate.Length(equal=2, error="Between takes two values."))
+    if row.operator is Operator.IN:
+        return fields.List(
+            inner,
+            validate=validate.Length(
+                min=1, max=MAX_LIST_LENGTH, error="In takes a non-empty list of at most {max} values."
+            ),
+        )
+    return inner
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return value
+
+
+def _blank(value: Any) -> bool:
+    return value is None or value == "" or value == []
+
+
+@dataclass(frozen=True)
+class ResolvedParameter:
+    value: Any
+    source: str  # request | task default | query default
+
+    def as_document(self) -> dict[str, Any]:
+        return {"Value": self.value, "Source": self.source}
+
+
+class QueryParameterSet:
+    """The QueryParameters a task accepts, built once per task from its filter rows."""
+
+    def __init__(self, filters: tuple[FilterRow, ...]) -> None:
+        columns = Counter(row.column for row in filters)
+        keys: list[str] = []
+        for row in filters:
+            key = row.key or (row.column if columns[row.column] == 1 else row.qualified_name)
+            if key in keys:
+                raise TaskLoadError(
+                    f"two filter rows share the QueryParameters key {key!r}: give each a `key`",
+                    key="filters",
+                )
+            keys.append(key)
+        self.rows: dict[str, FilterRow] = {
+            key: row for key, row in zip(keys, filters, strict=True) if row.settable
+        }
+        self.all_rows: dict[str, FilterRow] = dict(zip(keys, filters, strict=True))
+        self.ambiguous: dict[str, list[str]] = {
+            column: [key for key, row in self.rows.items() if row.column == column]
+            for column, count in columns.items()
+            if count > 1 and column not in self.rows
+        }
+        self.ambiguous = {column: keys for column, keys in self.ambiguous.items() if keys}
+        self._schema: Schema = Schema.from_dict(
+            {key: filter_field(row) for key, row in self.rows.items()}
+        )()
+        self.defaults: dict[str, Any] = {}
+        self.query_defaults: dict[str, Any] = {}
+        for key, row in self.all_rows.items():
+            field = filter_field(row)
+            for attr, store in (("default", self.defaults), ("query_default", self.query_defaults)):
+                raw = getattr(row, attr)
+                if _blank(raw):
+                    continue
+                try:
+                    store[key] = _jsonable(field.deserialize(raw))
+                except ValidationError as error:
+                    raise TaskLoadError(
+                        f"filter {key!r}: {attr} {raw!r} is not valid: {error.messages}",
+                        key=attr,
+                    ) from None
+
+    @property
+    def keys(self) -> list[str]:
+        return list(self.rows)
+
+    def resolve(self, supplied: Mapping[str, Any] | None) -> dict[str, ResolvedParameter]:
+        """Resolve a caller's QueryParameters; raises ``ParameterError`` (a 422)."""
+        supplied = supplied or {}
+        errors: dict[str, Any] = {}
+        for key in supplied:
+            if key in self.rows:
+                continue
+            if key in self.ambiguous:
+                choices = " or ".join(repr(k) for k in self.ambiguous[key])
+                errors[key] = [f"Ambiguous: two filters use the column {key!r}; use {choices}."]
+            else:
+                valid = ", ".join(self.keys) or "none: this task takes no QueryParameters"
+                errors[key] = [f"Unknown parameter {key!r}. Valid keys: {valid}."]
+        given = {k: v for k, v in supplied.items() if k in self.rows and not _blank(v)}
+        try:
+            loaded = self._schema.load(given)
+        except ValidationError as error:
+            errors.update(error.normalized_messages())
+            loaded = {}
+        resolved: dict[str, ResolvedParameter] = {}
+        for key, row in self.rows.items():
+            if key in given:
+                resolved[key] = ResolvedParameter(_jsonable(loaded.get(key)), REQUEST)
+            elif key in self.defaults:
+                resolved[key] = ResolvedParameter(self.defaults[key], TASK_DEFAULT)
+            elif key in self.query_defaults:
+                resolved[key] = ResolvedParameter(self.query_defaults[key], QUERY_DEFAULT)
+            elif row.prompt is Prompt.REQUIRED:
+                errors.setdefault(
+                    key, ["Required: give a value (the task and the query have no default)."]
+                )
+            else:
+                resolved[key] = ResolvedParameter(None, QUERY_DEFAULT)
+        if errors:
+            raise ParameterError(errors)
+        return resolved
+
+    def fixed_values(self) -> dict[str, Any]:
+        """Values of the filters callers cannot set (prompt None)."""
+        return {
+            key: self.defaults.get(key, self.query_defaults.get(key))
+            for key, row in self.all_rows.items()
+            if not row.settable
+        }
+
+    def describe(self) -> list[dict[str, Any]]:
+        """The parameter list shown to admins, in query order."""
+        return [
+            {
+                "Key": key,
+                "BusinessObject": row.business_object,
+                "Column": row.column,
+                "Operator": str(row.operator),
+                "Type": str(row.type),
+                "Prompt": str(row.prompt),
+                "Default": self.defaults.get(key, ""),
+                "QueryDefault": self.query_defaults.get(key, ""),
+            }
+            for key, row in self.rows.items()
+        ]
+
+    def body_template(self) -> dict[str, Any]:
+        return {"QueryParameters": dict.fromkeys(self.rows, "")}

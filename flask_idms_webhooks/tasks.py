@@ -1,0 +1,124 @@
+"""The task model: a task, its source query's filter rows, target, mapping and chain."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .jobs import JobContext
+
+#: What a Python task does: it gets the resolved QueryParameters (key -> value) and the
+#: job context (progress, counters, cancellation); what it returns is ignored.
+Handler = Callable[[Mapping[str, Any], "JobContext"], object]
+
+TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+class Prompt(StrEnum):
+    REQUIRED = "Required"
+    OPTIONAL = "Optional"
+    NONE = "None"  # a fixed filter: callers cannot set it
+
+
+class Operator(StrEnum):
+    EQUAL = "Equal"
+    NOT_EQUAL = "NotEqual"
+    CONTAINS = "Contains"
+    STARTS_WITH = "StartsWith"
+    ENDS_WITH = "EndsWith"
+    GREATER_THAN = "GreaterThan"
+    GREATER_THAN_OR_EQUAL = "GreaterThanOrEqual"
+    LESS_THAN = "LessThan"
+    LESS_THAN_OR_EQUAL = "LessThanOrEqual"
+    BETWEEN = "Between"  # two values
+    IN = "In"  # a non-empty list
+
+
+class DataType(StrEnum):
+    STRING = "String"
+    BYTE = "Byte"
+    INT32 = "Int32"
+    INT64 = "Int64"
+    DECIMAL = "Decimal"
+    DOUBLE = "Double"
+    DATETIME = "DateTime"
+    BOOLEAN = "Boolean"
+    GUID = "Guid"
+
+
+class Action(StrEnum):
+    INSERT = "Insert"
+    INSERT_WITH_MATCHING = "InsertWithMatching"
+    UPDATE = "Update"
+    INSERT_OR_UPDATE = "InsertOrUpdate"
+    DELETE = "Delete"
+
+
+@dataclass(frozen=True)
+class FilterRow:
+    """One prompt filter of the source query, in query order."""
+
+    business_object: str
+    column: str
+    operator: Operator = Operator.EQUAL
+    type: DataType = DataType.STRING
+    prompt: Prompt = Prompt.OPTIONAL
+    default: Any = None  # the task's default ("" or None: none)
+    query_default: Any = None  # the query's own default
+    key: str | None = None  # explicit QueryParameters key, where column names collide
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.business_object}.{self.column}"
+
+    @property
+    def settable(self) -> bool:
+        return self.prompt is not Prompt.NONE
+
+
+@dataclass(frozen=True)
+class Source:
+    connection: str | None
+    query: str
+    page_size: int = 100
+
+
+@dataclass(frozen=True)
+class Target:
+    connection: str | None
+    entity: str
+    action: Action
+    match: Mapping[str, str] = field(default_factory=dict)
+    mapping: Mapping[str, Any] = field(default_factory=dict)
+    skip_if_multiple_matches: bool = False
+    skip_blank_match: bool = False
+    insert_only_when_no_match: bool = False
+
+
+@dataclass(frozen=True)
+class Chain:
+    on_success: tuple[str, ...] = ()
+    on_failure: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Task:
+    """A task callers can start by webhook."""
+
+    id: str
+    handler: Handler
+    name: str = ""
+    description: str = ""
+    filters: tuple[FilterRow, ...] = ()
+    timeout: int | None = None  # seconds; None: IDMS_WEBHOOKS_JOB_TIMEOUT
+    retry_after: int | None = None  # seconds; None: IDMS_WEBHOOKS_RETRY_AFTER
+    key: str | None = None  # the webhook key as given; None: derived from the secret
+    key_version: int = 1  # bump to rotate a derived key
+    source: Source | None = None
+    target: Target | None = None
+    chain: Chain = field(default_factory=Chain)
+    connections: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)

@@ -1,0 +1,424 @@
+"""The HTTP layer: routes, credentials, status codes and headers. No business rules."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote
+
+from flask import Response, current_app, request
+from flask.views import MethodView
+from flask_smorest import abort
+from flask_smorest.error_handler import ErrorSchema
+
+from . import jobs
+from .bodies import HardenedBlueprint
+from .errors import ParameterError, StoreUnavailable
+from .schemas import (
+    ExecuteSchema,
+    JobListArgsSchema,
+    JobListSchema,
+    JobSchema,
+    TaskSchema,
+    TriggerBodySchema,
+    ValidateSchema,
+)
+from .security import bearer_token, presented_task_key
+from .store import Document, dumps
+from .tasks import Task
+
+if TYPE_CHECKING:
+    from .extension import WebhooksState
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+STORE_RETRY_AFTER = 5
+MAX_IDEMPOTENCY_KEY = 255
+LOCATION_HEADER = {
+    "description": "Absolute URL of the job's poll endpoint, with its read-only job token.",
+    "schema": {"type": "string", "format": "uri"},
+}
+RETRY_AFTER_HEADER = {
+    "description": "Seconds to wait before polling again (an integer).",
+    "schema": {"type": "integer"},
+}
+POLL_HEADERS = {"Location": LOCATION_HEADER, "Retry-After": RETRY_AFTER_HEADER}
+ERROR_DESCRIPTIONS = {
+    400: "Malformed JSON, or a malformed header.",
+    401: "Missing or wrong credentials.",
+    404: "No such task or job (or the job's record has expired).",
+    409: "The job has already finished.",
+    413: "The body is larger than IDMS_WEBHOOKS_MAX_BODY_SIZE.",
+    415: "A non-empty body that is not application/json.",
+    422: "Invalid QueryParameters (unknown, ambiguous, wrong type, or a Required one missing).",
+}
+
+
+def documented_errors(*codes: int) -> Callable[[F], F]:
+    """Document error answers: each in flask-smorest's error shape; 503 with Retry-After."""
+
+    def decorate(view: F) -> F:
+        for code in codes:
+            view = blp.alt_response(code, schema=ErrorSchema, description=ERROR_DESCRIPTIONS[code])(view)
+        return blp.alt_response(  # type: ignore[no-any-return]
+            503,
+            schema=ErrorSchema,
+            description="Redis (the job store) is unreachable or stalled; retry later.",
+            headers={"Retry-After": RETRY_AFTER_HEADER},
+        )(view)
+
+    return decorate
+
+
+blp = HardenedBlueprint(
+    "idms_webhooks",
+    __name__,
+    description="Start iDMS tasks by webhook and follow their jobs to the end.",
+)
+
+
+def state() -> WebhooksState:
+    return current_app.extensions["idms_webhooks"]  # type: ignore[no-any-return]
+
+
+@blp.before_request
+def limit_body_size() -> None:
+    request.max_content_length = state().settings.max_body_size
+
+
+@blp.errorhandler(StoreUnavailable)
+def store_unavailable(error: StoreUnavailable) -> Response:
+    current_app.logger.warning("idms-webhooks: Redis unavailable: %s", error)
+    body = {
+        "code": 503,
+        "status": "Service Unavailable",
+        "message": "The job store (Redis) is unavailable; retry later.",
+    }
+    return json_response(dumps(body), 503, {"Retry-After": str(STORE_RETRY_AFTER)})
+
+
+# -- credentials ----------------------------------------------------------------------
+
+
+def unauthorized(message: str) -> Any:
+    abort(401, message=message, headers={"WWW-Authenticate": 'Bearer realm="idms-webhooks"'})
+
+
+def require_admin() -> None:
+    current = state()
+    if not current.credentials.admin_configured:
+        unauthorized("Admin routes are disabled: IDMS_WEBHOOKS_ADMIN_TOKEN is not set.")
+    if not current.credentials.check_admin(request):
+        unauthorized("A valid admin token is required (Authorization: Bearer <token>).")
+
+
+def known_task(task_id: str) -> Task:
+    task = state().tasks.get(task_id)
+    if task is None:
+        abort(404, message=f"No task {task_id!r}.")
+    return task  # type: ignore[return-value]
+
+
+def require_task_key(task: Task) -> None:
+    if not state().credentials.check_task_key(task, presented_task_key(request)):
+        unauthorized(
+            "A valid task key is required: Authorization: Bearer <key>, "
+            "X-Webhook-Key: <key>, or ?key=<key>."
+        )
+
+
+def base_url() -> str:
+    return state().settings.public_url or request.url_root
+
+
+# -- documents ------------------------------------------------------------------------
+
+
+def task_document(task: Task) -> dict[str, Any]:
+    current = state()
+    key = quote(current.credentials.task_key(task), safe="")
+    root = f"{base_url().rstrip('/')}{current.settings.url_prefix}/tasks/{task.id}"
+    parameters = current.parameters[task.id]
+    return {
+        "TaskId": task.id,
+        "Name": task.name or task.id,
+        "Description": task.description,
+        "Webhooks": {"Standard": f"{root}/execute?key={key}", "Polling": f"{root}/jobs?key={key}"},
+        "QueryParameters": parameters.describe(),
+        "BodyTemplate": parameters.body_template(),
+    }
+
+
+def json_response(body: bytes, status: int, headers: dict[str, str] | None = None) -> Response:
+    return Response(body, status=status, mimetype="application/json", headers=headers)
+
+
+def job_response(body: bytes, finished: bool, document: Document | None = None) -> Response:
+    """200 with a finished document; 202 with Location and Retry-After while it runs."""
+    if finished:
+        return json_response(body, 200)
+    document = document if document is not None else json.loads(body)
+    return json_response(
+        body,
+        202,
+        {"Location": document["PollingUrl"], "Retry-After": str(document["RetryAfter"])},
+    )
+
+
+# -- starting jobs --------------------------------------------------------------------
+
+
+def resolve_parameters(task: Task, body: dict[str, Any]) -> Any:
+    try:
+        return state().parameters[task.id].resolve(body.get("QueryParameters"))
+    except ParameterError as error:
+        abort(
+            422,
+            message="Invalid QueryParameters.",
+            errors={"json": {"QueryParameters": error.errors}},
+        )
+
+
+def idempotency_scope(task: Task, route: str, body: dict[str, Any]) -> tuple[str, str] | None:
+    """(claim key, body hash) for a request with an ``Idempotency-Key``, else None."""
+    given = request.headers.get("Idempotency-Key")
+    if given is None:
+        return None
+    if not given.strip() or len(given) > MAX_IDEMPOTENCY_KEY:
+        abort(400, message=f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters.")
+    key_hash = hashlib.sha256(given.encode()).hexdigest()
+    body_hash = hashlib.sha256(
+        json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+    return f"{task.id}:{route}:{key_hash}", body_hash
+
+
+def replay(claimed: Document, body_hash: str) -> Response:
+    if claimed["BodyHash"] != body_hash:
+        abort(
+            422,
+            message="This Idempotency-Key was used with a different body; use a new key.",
+        )
+    store = state().store
+    # The first request may still be writing its record: wait for it, briefly.
+    for _ in range(20):
+        if store.exists(claimed["ExecuteId"]):
+            break
+        time.sleep(0.05)
+    headers = claimed.get("Headers") or {}
+    return json_response(claimed["Body"].encode(), claimed["Status"], headers)
+
+
+def start_job(task_id: str, body: dict[str, Any], route: str) -> Response:
+    current = state()
+    task = known_task(task_id)
+    require_task_key(task)
+    parameters = resolve_parameters(task, body)
+    scope = idempotency_scope(task, route, body)
+    job_id = jobs.new_job_id()
+    polling_url = current.jobs.polling_url(base_url(), job_id)
+    retry_after = task.retry_after or current.settings.retry_after
+    if route == "polling":
+        status, headers = 202, {"Location": polling_url, "Retry-After": str(retry_after)}
+    else:
+        status, headers = 200, {}
+    if scope is not None:
+        claim_key, body_hash = scope
+        document = jobs.new_document(
+            job_id=job_id,
+            task_id=task.id,
+            parameters=parameters,
+            polling_url=polling_url,
+            retry_after=retry_after,
+        )
+        answer = dumps(document if route == "polling" else execute_answer(document))
+        claimed = current.store.claim(
+            claim_key,
+            {
+                "ExecuteId": job_id,
+                "BodyHash": body_hash,
+                "Status": status,
+                "Headers": headers,
+                "Body": answer.decode(),
+            },
+        )
+        if claimed is not None:
+            return replay(claimed, body_hash)
+        try:
+            current.jobs.submit(task, document)
+        except StoreUnavailable:
+            try:
+                current.store.release(claim_key)
+            except StoreUnavailable:
+                current_app.logger.warning("Idempotency-Key claim of job %s not released", job_id)
+            raise
+        return json_response(answer, status, headers)
+    document = current.jobs.trigger(task, parameters, base_url(), job_id=job_id)
+    answer = dumps(document if route == "polling" else execute_answer(document))
+    return json_response(answer, status, headers)
+
+
+def execute_answer(document: Document) -> Document:
+    return {"ExecuteId": document["ExecuteId"], "TaskId": document["TaskId"], "Status": "queued"}
+
+
+# -- routes ---------------------------------------------------------------------------
+
+
+@blp.route("/tasks")
+@blp.response(200, TaskSchema(many=True))
+@documented_errors(401)
+def list_tasks() -> Any:
+    """List the tasks (admin)."""
+    require_admin()
+    return [task_document(task) for task in state().tasks.values()]
+
+
+@blp.route("/tasks/<task_id>")
+@blp.response(200, TaskSchema)
+@documented_errors(401, 404)
+def get_task(task_id: str) -> Any:
+    """A task's webhook URLs (with its key), parameters and body template (admin)."""
+    require_admin()
+    return task_document(known_task(task_id))
+
+
+@blp.route("/tasks/<task_id>/execute", methods=["POST"])
+@blp.arguments(TriggerBodySchema, required=False)
+@blp.response(200, ExecuteSchema)
+@blp.doc(
+    parameters=[
+        {
+            "in": "header",
+            "name": "Idempotency-Key",
+            "schema": {"type": "string", "maxLength": MAX_IDEMPOTENCY_KEY},
+            "description": "A repeat with the same key and body returns the first answer.",
+        }
+    ]
+)
+@documented_errors(400, 401, 404, 413, 415, 422)
+def execute(body: dict[str, Any], task_id: str) -> Any:
+    """Standard webhook: start a job, fire-and-forget (200 once it is queued)."""
+    return start_job(task_id, body, "standard")
+
+
+@blp.route("/tasks/<task_id>/jobs")
+class TaskJobs(MethodView):
+    @blp.arguments(JobListArgsSchema, location="query")
+    @blp.response(200, JobListSchema)
+    @documented_errors(401, 404, 422)
+    def get(self, args: dict[str, int], task_id: str) -> Any:
+        """Recent jobs of a task, newest first, paginated (admin)."""
+        require_admin()
+        task = known_task(task_id)
+        page, page_size = args["page"], args["page_size"]
+        total, documents = state().store.history(task.id, (page - 1) * page_size, page_size)
+        return {
+            "TaskId": task.id,
+            "Page": page,
+            "PageSize": page_size,
+            "Total": total,
+            "Jobs": [json.loads(document) for document in documents],
+        }
+
+    @blp.arguments(TriggerBodySchema, required=False)
+    @blp.response(202, JobSchema, headers=POLL_HEADERS)
+    @blp.doc(
+        parameters=[
+            {
+                "in": "header",
+                "name": "Idempotency-Key",
+                "schema": {"type": "string", "maxLength": MAX_IDEMPOTENCY_KEY},
+                "description": "A repeat with the same key and body returns the first answer.",
+            }
+        ]
+    )
+    @documented_errors(400, 401, 404, 413, 415, 422)
+    def post(self, body: dict[str, Any], task_id: str) -> Any:
+        """Asynchronous polling webhook: 202 with an absolute Location to poll."""
+        return start_job(task_id, body, "polling")
+
+
+@blp.route("/tasks/<task_id>/validate", methods=["POST"])
+@blp.arguments(TriggerBodySchema, required=False)
+@blp.response(200, ValidateSchema)
+@documented_errors(400, 401, 404, 413, 415, 422)
+def validate(body: dict[str, Any], task_id: str) -> Any:
+    """Resolve QueryParameters as a job would receive them; nothing is started."""
+    task = known_task(task_id)
+    require_task_key(task)
+    parameters = resolve_parameters(task, body)
+    return {
+        "TaskId": task.id,
+        "QueryParameters": {key: value.as_document() for key, value in parameters.items()},
+    }
+
+
+@blp.route("/jobs/<job_id>")
+class JobResource(MethodView):
+    @blp.response(200, JobSchema, description="The job has finished (whatever its outcome).")
+    @blp.alt_response(
+        202,
+        schema=JobSchema,
+        description="The job is queued or running: poll Location again after Retry-After.",
+        headers=POLL_HEADERS,
+        success=True,
+    )
+    @blp.doc(
+        parameters=[
+            {"in": "query", "name": "token", "schema": {"type": "string"},
+             "description": "The job's read-only token (part of Location)."},
+        ]
+    )  # fmt: skip
+    @documented_errors(401, 404)
+    def get(self, job_id: str) -> Any:
+        """Poll a job: 202 while queued or running, then 200 with the final document."""
+        current = state()
+        token = request.args.get("token")
+        if token is not None:
+            if not current.credentials.check_job_token(job_id, token):
+                unauthorized("This job token is not valid for this job.")
+            found = current.jobs.current(job_id)
+            if found is None:
+                abort(404, message="No such job, or its record has expired.")
+            return job_response(*found)  # type: ignore[misc]
+        if presented_task_key(request) is None:
+            unauthorized("A job token (?token=) or the task's key is required.")
+        found = current.jobs.current(job_id)
+        if found is None:
+            abort(404, message="No such job, or its record has expired.")
+        body, finished, document = found  # type: ignore[misc]
+        document = document if document is not None else json.loads(body)
+        task = current.tasks.get(document["TaskId"])
+        if task is None or not current.credentials.check_task_key(task, presented_task_key(request)):
+            unauthorized("The key is not valid for this job's task.")
+        return job_response(body, finished, document)
+
+    @blp.response(202, JobSchema, description="Cancellation requested (a queued job is cancelled).")
+    @documented_errors(401, 404, 409)
+    def delete(self, job_id: str) -> Any:
+        """Cancel a queued or running job (task key or admin token)."""
+        current = state()
+        is_admin = current.credentials.admin_configured and current.credentials.check_admin(request)
+        if not is_admin and presented_task_key(request) is None:
+            unauthorized("The task's key or an admin token is required.")
+        found = current.jobs.current(job_id)
+        if found is None:
+            abort(404, message="No such job, or its record has expired.")
+        body, finished, document = found  # type: ignore[misc]
+        document = document if document is not None else json.loads(body)
+        if not is_admin:
+            task = current.tasks.get(document["TaskId"])
+            if task is None or not current.credentials.check_task_key(
+                task, presented_task_key(request)
+            ):
+                unauthorized("The key is not valid for this job's task.")
+        if finished:
+            abort(409, message="The job has already finished.", errors={"Job": document})
+        return json_response(current.jobs.cancel(job_id, document), 202)
+
+
+__all__ = ["blp", "bearer_token"]

@@ -1,0 +1,80 @@
+"""RQ workers bound to an app, and the reaper of jobs whose worker died."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import redis
+from flask import Flask
+from rq import Queue, SimpleWorker, Worker
+from rq.serializers import JSONSerializer
+
+from .extension import WebhooksState, state_of
+from .jobs import HORSE_DIED
+
+logger = logging.getLogger("flask_idms_webhooks")
+
+
+def worker_redis(url: str) -> redis.Redis:
+    """The worker's own client: RQ raises its socket timeout, so it is not the web one."""
+    return redis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+
+
+class _AppWorkerMixin:
+    """Runs every job inside the app context (Flask's pattern for task queues)."""
+
+    app: Flask
+
+    def perform_job(self, *args: Any, **kwargs: Any) -> Any:
+        with self.app.app_context():
+            return super().perform_job(*args, **kwargs)  # type: ignore[misc]
+
+
+class IdmsWorker(_AppWorkerMixin, Worker):  # type: ignore[misc]
+    """A forking worker. When a work-horse ends without sealing its job (killed, stopped
+    by a cancel, out of memory), the job is sealed at once: cancelled or failed."""
+
+    def monitor_work_horse(self, job: Any, queue: Any, execution: Any) -> None:
+        super().monitor_work_horse(job, queue, execution)
+        with self.app.app_context():
+            state_of(self.app).jobs.seal_abandoned(job.id, HORSE_DIED)
+
+
+class IdmsSimpleWorker(_AppWorkerMixin, SimpleWorker):  # type: ignore[misc]
+    """A worker that runs jobs in its own process (tests, debugging)."""
+
+
+def make_worker(app: Flask, *, simple: bool = False, **options: Any) -> Worker:
+    state = state_of(app)
+    connection = worker_redis(state.settings.redis_url)
+    queue = Queue(state.settings.queue_name, connection=connection, serializer=JSONSerializer)
+    cls = IdmsSimpleWorker if simple else IdmsWorker
+    worker = cls([queue], connection=connection, serializer=JSONSerializer, **options)
+    worker.app = app
+    return worker
+
+
+class Reaper(threading.Thread):
+    """Seals running jobs whose heartbeat stopped as failed ("worker died"), every
+    quarter of ``IDMS_WEBHOOKS_HEARTBEAT_TIMEOUT``."""
+
+    def __init__(self, state: WebhooksState, interval: float | None = None) -> None:
+        super().__init__(name="idms-reaper", daemon=True)
+        self.state = state
+        self.interval = interval or max(0.5, state.settings.heartbeat_timeout / 4)
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.interval):
+            try:
+                reaped = self.state.jobs.reap()
+            except Exception:  # Redis away: try again next round
+                logger.warning("reaper pass failed", exc_info=True)
+                continue
+            if reaped:
+                logger.warning("reaper: sealed %d job(s) whose worker died", reaped)
+
+    def stop(self) -> None:
+        self._stop_event.set()
