@@ -1,0 +1,171 @@
+"""Fixtures: a real Redis (private, started by the suite, or IDMS_TEST_REDIS_URL), the app,
+a test client, task keys, and workers (in-process burst, or a real forking one)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from flask import Flask
+from flask.testing import FlaskClient
+
+from flask_idms_webhooks.extension import WebhooksState, state_of
+from flask_idms_webhooks.redis_server import PrivateRedis
+from flask_idms_webhooks.worker import make_worker
+from tests.sample_app import create_app
+
+ROOT = Path(__file__).resolve().parent.parent
+ADMIN = {"Authorization": "Bearer admin-token"}
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, bool]]:
+    """(URL, ours): IDMS_TEST_REDIS_URL when given (never flushed), else a private server."""
+    given = os.environ.get("IDMS_TEST_REDIS_URL")
+    if given:
+        yield given, False
+        return
+    server = PrivateRedis(tmp_path_factory.mktemp("redis"), unix_socket=False, persistent=False)
+    server.start()
+    try:
+        yield server.url, True
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: tuple[str, bool]) -> str:
+    url, ours = redis_server
+    if ours:
+        redis.Redis.from_url(url).flushall()
+    return url
+
+
+@pytest.fixture
+def queue_name() -> str:
+    """A queue of this test's own, so tests never take each other's jobs."""
+    return f"test-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def make_app(redis_url: str, queue_name: str) -> Callable[..., Flask]:
+    def factory(**config: Any) -> Flask:
+        settings = {
+            "IDMS_WEBHOOKS_REDIS_URL": redis_url,
+            "IDMS_WEBHOOKS_QUEUE_NAME": queue_name,
+            "IDMS_WEBHOOKS_HEARTBEAT_TIMEOUT": 2,
+        }
+        settings.update(config)
+        return create_app(**settings)
+
+    return factory
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app()
+
+
+@pytest.fixture
+def state(app: Flask) -> WebhooksState:
+    return state_of(app)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def key(state: WebhooksState) -> Callable[[str], str]:
+    """The webhook key of a task, by id."""
+    return lambda task_id: state.credentials.task_key(state.tasks[task_id])
+
+
+@pytest.fixture
+def run_burst(app: Flask) -> Callable[[], None]:
+    """Run every queued job now, in this process (an RQ SimpleWorker in burst mode)."""
+
+    def run() -> None:
+        make_worker(app, simple=True).work(burst=True, logging_level="WARNING")
+
+    return run
+
+
+def poll_path(location: str) -> str:
+    """The path and query of an absolute Location, for the test client."""
+    return "/" + location.split("://", 1)[1].split("/", 1)[1]
+
+
+class WorkerProcess:
+    """A real forking worker: ``flask --app tests.sample_app idms-webhooks worker``."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "flask", "--app", "tests.sample_app:create_app",
+             "idms-webhooks", "worker", "--logging-level", "INFO"],
+            cwd=ROOT,
+            env=env,
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+@pytest.fixture
+def start_worker(
+    redis_url: str, queue_name: str, tmp_path: Path
+) -> Iterator[Callable[..., WorkerProcess]]:
+    workers: list[WorkerProcess] = []
+
+    def start(**extra_env: str) -> WorkerProcess:
+        env = dict(os.environ)
+        env.update(
+            IDMS_WEBHOOKS_REDIS_URL=redis_url,
+            IDMS_WEBHOOKS_QUEUE_NAME=queue_name,
+            IDMS_WEBHOOKS_HEARTBEAT_TIMEOUT="2",
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(extra_env)
+        worker = WorkerProcess(env, tmp_path / f"worker-{len(workers)}.log")
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
+    """Wait until ``condition()`` is truthy; answers its value (fails the test on timeout)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout} s")
+        time.sleep(interval)
