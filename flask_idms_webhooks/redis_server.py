@@ -80,7 +80,11 @@ class PrivateRedis:
             args += ["--appendonly", "yes", "--appendfsync", "everysec"]
         else:
             args += ["--appendonly", "no"]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        # A session of its own: a Ctrl-C meant for the caller must not stop Redis before
+        # the processes that use it; the caller stops it last, with stop().
+        self.process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL, start_new_session=True
+        )
         client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
         deadline = time.monotonic() + timeout
         while True:

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -103,20 +104,22 @@ def run_burst(app: Flask) -> Callable[[], None]:
 
 def poll_path(location: str) -> str:
     """The path and query of an absolute Location, for the test client."""
-    return "/" + location.split("://", 1)[1].split("/", 1)[1]
+    parts = urlsplit(location)
+    return f"{parts.path}?{parts.query}" if parts.query else parts.path
 
 
 class WorkerProcess:
     """A real forking worker: ``flask --app tests.sample_app idms-webhooks worker``."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(self, env: dict[str, str], log: Path, app: str) -> None:
         self.log = log
+        self._log_file = log.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "flask", "--app", "tests.sample_app:create_app",
+            [sys.executable, "-m", "flask", "--app", app,
              "idms-webhooks", "worker", "--logging-level", "INFO"],
             cwd=ROOT,
             env=env,
-            stdout=log.open("wb"),
+            stdout=self._log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
@@ -127,10 +130,12 @@ class WorkerProcess:
             try:
                 self.process.wait(20)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+        self._log_file.close()
 
     def kill(self) -> None:
+        """SIGKILL the worker alone (its work-horse, in a group of its own, lives on)."""
         self.process.kill()
         self.process.wait()
 
@@ -141,7 +146,7 @@ def start_worker(
 ) -> Iterator[Callable[..., WorkerProcess]]:
     workers: list[WorkerProcess] = []
 
-    def start(**extra_env: str) -> WorkerProcess:
+    def start(app: str = "tests.sample_app:create_app", **extra_env: str) -> WorkerProcess:
         env = dict(os.environ)
         env.update(
             IDMS_WEBHOOKS_REDIS_URL=redis_url,
@@ -150,7 +155,7 @@ def start_worker(
             PYTHONUNBUFFERED="1",
         )
         env.update(extra_env)
-        worker = WorkerProcess(env, tmp_path / f"worker-{len(workers)}.log")
+        worker = WorkerProcess(env, tmp_path / f"worker-{len(workers)}.log", app)
         workers.append(worker)
         return worker
 

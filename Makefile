@@ -1,0 +1,31 @@
+# The short verbs. `make run` and `make test` work on a fresh machine with Python 3.11+.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: run test lint docs clean
+
+$(STAMP): pyproject.toml setup.cfg
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[server,test,dev,embedded-redis]'
+	touch $(STAMP)
+
+run: $(STAMP)  ## serve the example app (private Redis, a worker, gunicorn) on 127.0.0.1:$${PORT:-8000}
+	$(PY) -m example_app.run
+
+test: $(STAMP)  ## the whole suite, against a Redis server it starts itself
+	$(PY) -m pytest
+
+lint: $(STAMP)  ## ruff (lint + format check) and mypy
+	$(VENV)/bin/ruff check flask_idms_webhooks example_app tests
+	$(VENV)/bin/ruff format --check flask_idms_webhooks example_app tests
+	$(VENV)/bin/mypy
+
+docs: $(STAMP)  ## the Sphinx docs, warnings as errors
+	$(VENV)/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+
+clean:
+	rm -rf $(VENV) docs/_build instance

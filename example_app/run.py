@@ -1,0 +1,116 @@
+"""``make run``: a private Redis (when IDMS_WEBHOOKS_REDIS_URL is unset), one RQ worker and
+gunicorn serving the example app; everything stops on Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from flask_idms_webhooks.extension import state_of
+from flask_idms_webhooks.redis_server import PrivateRedis
+
+from . import create_app
+from .database import ensure_database
+
+ROOT = Path(__file__).resolve().parent.parent
+INSTANCE = ROOT / "instance"
+
+
+def secret_key() -> str:
+    """Created once, before gunicorn forks, so every process signs with the same secret."""
+    path = INSTANCE / "secret_key"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
+def start(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    # A session of its own: only this launcher decides when and how a child stops.
+    return subprocess.Popen(args, cwd=ROOT, env=env, start_new_session=True)
+
+
+def stop(process: subprocess.Popen[bytes], name: str, grace: float) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(grace)
+        return
+    except subprocess.TimeoutExpired:
+        print(f"{name} still busy after {grace:.0f} s: stopping it harder", flush=True)
+    process.send_signal(signal.SIGTERM)  # a second SIGTERM: RQ's cold shutdown
+    try:
+        process.wait(5)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def main() -> int:
+    INSTANCE.mkdir(exist_ok=True)
+    env = dict(os.environ)
+    env.setdefault("IDMS_WEBHOOKS_SECRET_KEY", secret_key())
+    if not env.get("IDMS_WEBHOOKS_ADMIN_TOKEN"):
+        env["IDMS_WEBHOOKS_ADMIN_TOKEN"] = secrets.token_urlsafe(24)
+    port = env.get("PORT", "8000")
+    redis_server = None
+    if not env.get("IDMS_WEBHOOKS_REDIS_URL"):
+        redis_server = PrivateRedis(INSTANCE / "redis", unix_socket=True, persistent=True).start()
+        env["IDMS_WEBHOOKS_REDIS_URL"] = redis_server.url
+    os.environ.update(env)
+    ensure_database(INSTANCE / "members.db")
+
+    app = create_app()
+    state = state_of(app)
+    base = state.settings.public_url or f"http://127.0.0.1:{port}"
+    prefix = base.rstrip("/") + state.settings.url_prefix
+    print(f"\nRedis:        {'private, ' if redis_server else ''}{state.settings.redis_url}")
+    print(f"Docs:         {prefix}/docs   (OpenAPI: {prefix}/openapi.json)")
+    print(f"Admin token:  {env['IDMS_WEBHOOKS_ADMIN_TOKEN']}")
+    for task in state.tasks.values():
+        key = state.credentials.task_key(task)
+        print(f"Task {task.id}:")
+        print(f"  standard webhook: {prefix}/tasks/{task.id}/execute?key={key}")
+        print(f"  polling webhook:  {prefix}/tasks/{task.id}/jobs?key={key}")
+    print(flush=True)
+
+    python = sys.executable
+    worker = start(
+        [python, "-m", "flask", "--app", "example_app:create_app", "idms-webhooks", "worker"], env
+    )
+    server = start(
+        [python, "-m", "gunicorn", "-c", str(ROOT / "example_app" / "gunicorn.conf.py"),
+         "--bind", f"127.0.0.1:{port}", "example_app:create_app()"],
+        env,
+    )  # fmt: skip
+
+    done = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        done.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        while not done.wait(0.5):
+            if server.poll() is not None or worker.poll() is not None:
+                print("a child process ended: stopping everything", flush=True)
+                break
+    finally:
+        print("stopping gunicorn, the worker and Redis ...", flush=True)
+        stop(server, "gunicorn", 10)
+        stop(worker, "worker", 10)
+        if redis_server is not None:
+            redis_server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
