@@ -12,7 +12,7 @@ from typing import Any
 from gunicorn.glogging import Logger
 
 SECRET_QUERY = re.compile(r"(?i)((?:^|[?&;])(?:key|token|signature)=)[^&;\s]*")
-SECRET_HEADERS = ("{authorization}i", "{x-webhook-key}i", "{webhook-signature}i")
+SECRET_NAMES = re.compile(r"(?i)authorization|webhook[-_]key|signature|cookie")
 REDACTED = "[redacted]"
 
 
@@ -24,10 +24,11 @@ def redact_query(text: str) -> str:
 class RedactingLogger(Logger):  # type: ignore[misc]
     def atoms(self, resp: Any, req: Any, environ: Any, request_time: Any) -> dict[str, Any]:
         atoms: dict[str, Any] = super().atoms(resp, req, environ, request_time)
-        for name in ("r", "q", "f"):
-            if isinstance(atoms.get(name), str):
-                atoms[name] = redact_query(atoms[name])
-        for name in SECRET_HEADERS:
-            if name in atoms:
+        # Every atom: the request line, the query, the referer, and the {header}i /
+        # {variable}e atoms that repeat them (RAW_URI, QUERY_STRING, HTTP_AUTHORIZATION...).
+        for name, value in atoms.items():
+            if SECRET_NAMES.search(name):
                 atoms[name] = REDACTED
+            elif isinstance(value, str):
+                atoms[name] = redact_query(value)
         return atoms

@@ -31,12 +31,16 @@ EXTENSION_KEY = "idms_webhooks"
 
 
 def web_redis(url: str, timeout: float) -> redis.Redis:
-    """The web side's client: bounded waits, one quick retry, so a stalled Redis is a 503."""
+    """The web side's client: bounded waits, so a stalled Redis is a fast 503.
+
+    A dropped connection is retried once (Redis restarted: reconnect); a timeout is not
+    (a stalled Redis would only double the wait).
+    """
     return redis.Redis.from_url(
         url,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 1),
+        retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
         health_check_interval=30,
     )
 

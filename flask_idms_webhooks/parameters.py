@@ -164,7 +164,7 @@ class QueryParameterSet:
             else:
                 valid = ", ".join(self.keys) or "none: this task takes no QueryParameters"
                 errors[key] = [f"Unknown parameter {key!r}. Valid keys: {valid}."]
-        given = {k: v for k, v in supplied.items() if k in self.rows and not _blank(v)}
+        given = {k: v for k, v in supplied.items() if k in self.rows and v is not None and v != ""}
         try:
             loaded = self._schema.load(given)
         except ValidationError as error:

@@ -1,0 +1,77 @@
+"""The OpenAPI document against the contract (a list written from HTTP-CONTRACT.md, not
+read back from the app), and the offline docs page."""
+
+from __future__ import annotations
+
+import re
+
+# (path, method) -> status codes the contract says the route answers
+CONTRACT = {
+    ("/idms/tasks", "get"): {"200", "401"},
+    ("/idms/tasks/{task_id}", "get"): {"200", "401", "404"},
+    ("/idms/tasks/{task_id}/jobs", "get"): {"200", "401", "404"},
+    ("/idms/tasks/{task_id}/execute", "post"): {"200", "400", "401", "404", "413", "415", "422", "503"},
+    ("/idms/tasks/{task_id}/jobs", "post"): {"202", "400", "401", "404", "413", "415", "422", "503"},
+    ("/idms/tasks/{task_id}/validate", "post"): {"200", "400", "401", "404", "413", "415", "422"},
+    ("/idms/jobs/{job_id}", "get"): {"200", "202", "401", "404"},
+    ("/idms/jobs/{job_id}", "delete"): {"202", "401", "404", "409"},
+}
+JOB_FIELDS = {
+    "ExecuteId", "TaskId", "Status", "StatusDescription", "Success", "PercentComplete",
+    "RowCount", "ProcessedCount", "InsertedCount", "UpdatedCount", "SkippedCount",
+    "ErrorCount", "Errors", "QueryParameters", "CreatedOn", "StartedOn", "UpdatedOn",
+    "CompletedOn", "PollingUrl", "RetryAfter", "Chain", "Error",
+}  # fmt: skip
+
+
+def spec(client):
+    answer = client.get("/idms/openapi.json")
+    assert answer.status_code == 200
+    return answer.get_json()
+
+
+def test_every_contract_route_is_documented_with_its_codes(client):
+    paths = spec(client)["paths"]
+    for (path, method), codes in CONTRACT.items():
+        assert path in paths, path
+        assert method in paths[path], (path, method)
+        documented = set(paths[path][method]["responses"])
+        assert codes <= documented, (path, method, codes - documented)
+
+
+def test_202_answers_document_location_and_retry_after(client):
+    paths = spec(client)["paths"]
+    for path, method in (("/idms/tasks/{task_id}/jobs", "post"), ("/idms/jobs/{job_id}", "get")):
+        headers = paths[path][method]["responses"]["202"]["headers"]
+        assert {"Location", "Retry-After"} <= set(headers)
+        assert headers["Retry-After"]["schema"]["type"] == "integer"
+    for path, method in (("/idms/tasks/{task_id}/jobs", "post"), ("/idms/tasks/{task_id}/execute", "post")):
+        assert "Retry-After" in paths[path][method]["responses"]["503"]["headers"]
+
+
+def test_job_document_schema_has_every_contract_field(client):
+    document = spec(client)
+    schemas = document["components"]["schemas"]
+    poll = document["paths"]["/idms/jobs/{job_id}"]["get"]["responses"]["200"]
+    ref = poll["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    assert set(schemas[ref]["properties"]) == JOB_FIELDS
+
+
+def test_webhook_bodies_are_optional_and_document_idempotency_key(client):
+    paths = spec(client)["paths"]
+    for path in ("/idms/tasks/{task_id}/jobs", "/idms/tasks/{task_id}/execute"):
+        operation = paths[path]["post"]
+        assert operation["requestBody"]["required"] is False
+        assert any(p["name"] == "Idempotency-Key" and p["in"] == "header" for p in operation["parameters"])
+
+
+def test_swagger_ui_works_offline(client):
+    page = client.get("/idms/docs")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    sources = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert sources and all(source.startswith("/idms/") for source in sources), sources
+    for source in sources:
+        asset = client.get(source)
+        assert asset.status_code == 200 and len(asset.data) > 1000, source
+        asset.close()
