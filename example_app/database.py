@@ -15,7 +15,7 @@ CREATE TABLE IF NOT EXISTS member (
     last_name TEXT NOT NULL,
     email TEXT,
     phone TEXT,
-    member_type TEXT NOT NULL,      -- REG, STU, HON (honorary: no dues)
+    member_type TEXT NOT NULL,      -- REG, STU, HON (honorary)
     status TEXT NOT NULL,           -- A active, I inactive, M merged
     paid_through TEXT NOT NULL,     -- ISO date
     merged_into INTEGER,
@@ -23,8 +23,28 @@ CREATE TABLE IF NOT EXISTS member (
 )
 """
 FIRST = ["Ann", "Bob", "Carla", "Dev", "Elif", "Femi", "Gus", "Hana", "Ivo", "Jun", "Kofi", "Lea"]
-LAST = ["Adams", "Baker", "Clark", "Diaz", "Evans", "Fox", "Garcia", "Hughes", "Ito", "Jones",
-        "Khan", "Lopez", "Meyer", "Nash", "Okafor", "Patel", "Quinn", "Rossi", "Smith", "Tanaka"]  # fmt: skip
+LAST = [
+    "Adams",
+    "Baker",
+    "Clark",
+    "Diaz",
+    "Evans",
+    "Fox",
+    "Garcia",
+    "Hughes",
+    "Ito",
+    "Jones",
+    "Khan",
+    "Lopez",
+    "Meyer",
+    "Nash",
+    "Okafor",
+    "Patel",
+    "Quinn",
+    "Rossi",
+    "Smith",
+    "Tanaka",
+]
 
 
 def connect(path: str | Path) -> sqlite3.Connection:
@@ -55,7 +75,7 @@ def ensure_database(path: str | Path) -> None:
 def seed_rows(count: int) -> list[tuple[object, ...]]:
     generator = random.Random(2026)  # the same database on every machine
     start = dt.date(2025, 1, 1)
-    rows = []
+    rows: list[tuple[object, ...]] = []
     for member_id in range(1, count + 1):
         first, last = generator.choice(FIRST), generator.choice(LAST)
         email = f"{first}.{last}{member_id}@example.org".lower()

@@ -20,12 +20,8 @@ def cli() -> None:
 @click.option("--name", default=None, help="Worker name (default: RQ's).")
 @click.option("--simple", is_flag=True, help="Run jobs in the worker process (no fork).")
 @click.option("--with-scheduler", is_flag=True, help="Also run RQ's scheduler.")
-@click.option(
-    "--logging-level", default="INFO", show_default=True, help="Log level of the worker."
-)
-@click.option(
-    "--max-jobs", type=int, default=None, help="Stop after this many jobs."
-)
+@click.option("--logging-level", default="INFO", show_default=True, help="Log level of the worker.")
+@click.option("--max-jobs", type=int, default=None, help="Stop after this many jobs.")
 @with_appcontext
 def worker_command(
     burst: bool,

@@ -80,7 +80,9 @@ class Settings:
             try:
                 number = int(value)
             except (TypeError, ValueError):
-                raise ConfigurationError(f"{PREFIX}{name} must be an integer, got {value!r}") from None
+                raise ConfigurationError(
+                    f"{PREFIX}{name} must be an integer, got {value!r}"
+                ) from None
             if number <= 0 or isinstance(value, bool):
                 raise ConfigurationError(f"{PREFIX}{name} must be positive, got {value!r}")
             return number

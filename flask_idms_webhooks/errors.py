@@ -38,7 +38,7 @@ class ParameterError(IdmsWebhooksError):
         self.errors = errors
 
 
-class JobCancelled(IdmsWebhooksError):  # noqa: N818 - a signal, not a failure
+class JobCancelled(IdmsWebhooksError):
     """Raised inside a running task when its job was cancelled; ends the job ``cancelled``."""
 
 

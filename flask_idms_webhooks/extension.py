@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -69,10 +70,9 @@ class WebhooksState:
 
     def stop_running_job(self, job_id: str) -> None:
         """Ask the worker running a job to kill its work-horse (forking workers only)."""
-        try:
+        # Not on a worker right now? Then the job context's next check stops it.
+        with contextlib.suppress(NoSuchJobError, InvalidJobOperation):
             send_stop_job_command(self.redis, job_id, serializer=self.queue.serializer)
-        except (NoSuchJobError, InvalidJobOperation):
-            pass  # not on a worker right now: the job context's next check stops it
 
 
 def _assets_blueprint() -> Blueprint:
@@ -113,7 +113,9 @@ class IdmsWebhooks:
     def register_task(self, task: Task) -> Task:
         """Register a task built in Python (before ``init_app``)."""
         if not TASK_ID.match(task.id):
-            raise TaskLoadError("must be URL-safe: letters, digits, '.', '_' or '-'", task=task.id, key="id")
+            raise TaskLoadError(
+                "must be URL-safe: letters, digits, '.', '_' or '-'", task=task.id, key="id"
+            )
         if task.id in self._python_tasks:
             raise TaskLoadError("registered twice", task=task.id, key="id")
         QueryParameterSet(task.filters)  # a bad filter list fails here, not on first request
@@ -169,14 +171,19 @@ class IdmsWebhooks:
             for task in load_task_file(settings.tasks_file):
                 if task.id in tasks:
                     raise TaskLoadError(
-                        "defined in the file and in Python", source=settings.tasks_file, task=task.id, key="id"
+                        "defined in the file and in Python",
+                        source=settings.tasks_file,
+                        task=task.id,
+                        key="id",
                     )
                 tasks[task.id] = task
         state = WebhooksState(
             settings=settings,
             credentials=Credentials(settings.secret_key, settings.admin_token, self._admin_check),
             tasks=tasks,
-            parameters={task_id: QueryParameterSet(task.filters) for task_id, task in tasks.items()},
+            parameters={
+                task_id: QueryParameterSet(task.filters) for task_id, task in tasks.items()
+            },
             redis=self._redis_connection or web_redis(settings.redis_url, settings.redis_timeout),
         )
         app.extensions[EXTENSION_KEY] = state

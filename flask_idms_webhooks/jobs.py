@@ -3,6 +3,7 @@ function, and the lifecycle (trigger, cancel, seal, reap)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -171,7 +172,10 @@ class JobContext:
 
     def check_cancelled(self) -> None:
         """Raise ``JobCancelled`` if the job was cancelled (a Redis read at most every 0.5 s)."""
-        if not self._cancelled and time.monotonic() - self._last_cancel_check >= self.CANCEL_CHECK_SECONDS:
+        if (
+            not self._cancelled
+            and time.monotonic() - self._last_cancel_check >= self.CANCEL_CHECK_SECONDS
+        ):
             self._last_cancel_check = time.monotonic()
             self._cancelled = self._store.cancel_requested(self.job_id)
         if self._cancelled:
@@ -187,12 +191,18 @@ class JobContext:
     def _flush(self, force: bool = False) -> None:
         percent = self._percent()
         now = time.monotonic()
-        if not force and percent == self._last_percent and now - self._last_flush < self.FLUSH_SECONDS:
+        if (
+            not force
+            and percent == self._last_percent
+            and now - self._last_flush < self.FLUSH_SECONDS
+        ):
             return
         doc = self._document
         doc["PercentComplete"] = percent
         if doc["RowCount"] and self._done is None:
-            doc["StatusDescription"] = f"Processed {doc['ProcessedCount']} of {doc['RowCount']} records"
+            doc["StatusDescription"] = (
+                f"Processed {doc['ProcessedCount']} of {doc['RowCount']} records"
+            )
         doc["UpdatedOn"] = utc_now()
         self._last_flush, self._last_percent = now, percent
         try:
@@ -211,7 +221,9 @@ class Heartbeat:
     def __init__(self, store: JobStore, job_id: str) -> None:
         self._store, self._job_id = store, job_id
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"idms-heartbeat-{job_id}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"idms-heartbeat-{job_id}", daemon=True
+        )
 
     def __enter__(self) -> Heartbeat:
         self._thread.start()
@@ -312,10 +324,11 @@ class JobManager:
         settings = self.state.settings
         self.store.request_cancel(job_id, ttl=settings.job_timeout + settings.result_ttl)
         if document["Status"] == QUEUED:
-            try:
-                Job.fetch(job_id, connection=self.store.redis, serializer=self.state.queue.serializer).cancel()
-            except (NoSuchJobError, InvalidJobOperation):
-                pass  # already picked up: the worker sees the seal and does not run it
+            # Already picked up? Then the worker sees the seal and does not run it.
+            with contextlib.suppress(NoSuchJobError, InvalidJobOperation):
+                Job.fetch(
+                    job_id, connection=self.store.redis, serializer=self.state.queue.serializer
+                ).cancel()
             return self.seal(document, CANCELLED, CANCELLED_BY_REQUEST)
         self.state.stop_running_job(job_id)
         document = dict(document, StatusDescription="Cancellation requested")
@@ -347,13 +360,17 @@ class JobManager:
         document: Document = json.loads(live)
         task = self.state.tasks.get(document["TaskId"])
         if task is None:
-            self.seal(document, FAILED, ("UnknownTask", f"No task {document['TaskId']!r} on this worker."))
+            self.seal(
+                document, FAILED, ("UnknownTask", f"No task {document['TaskId']!r} on this worker.")
+            )
             return
         if self.store.cancel_requested(job_id):
             self.seal(document, CANCELLED, CANCELLED_BY_REQUEST)
             return
         now = utc_now()
-        document.update(Status=IN_PROGRESS, StatusDescription="Running", StartedOn=now, UpdatedOn=now)
+        document.update(
+            Status=IN_PROGRESS, StatusDescription="Running", StartedOn=now, UpdatedOn=now
+        )
         if not self.store.start(document):
             return
         context = JobContext(self.store, document, task, self.state.settings.max_row_errors)
@@ -364,7 +381,11 @@ class JobManager:
                 self.seal(context.document, CANCELLED, CANCELLED_BY_REQUEST)
             except Exception as error:
                 logger.exception("job %s of task %s failed", job_id, task.id)
-                self.seal(context.document, FAILED, (type(error).__name__, str(error) or type(error).__name__))
+                self.seal(
+                    context.document,
+                    FAILED,
+                    (type(error).__name__, str(error) or type(error).__name__),
+                )
             else:
                 self.seal(context.document, SUCCEEDED)
 

@@ -70,12 +70,16 @@ def filter_field(row: FilterRow) -> fields.Field[Any]:
     """The marshmallow field validating one filter row's value (type and operator)."""
     inner = _scalar_field(row.type)
     if row.operator is Operator.BETWEEN:
-        return fields.List(inner, validate=validate.Length(equal=2, error="Between takes two values."))
+        return fields.List(
+            inner, validate=validate.Length(equal=2, error="Between takes two values.")
+        )
     if row.operator is Operator.IN:
         return fields.List(
             inner,
             validate=validate.Length(
-                min=1, max=MAX_LIST_LENGTH, error="In takes a non-empty list of at most {max} values."
+                min=1,
+                max=MAX_LIST_LENGTH,
+                error="In takes a non-empty list of at most {max} values.",
             ),
         )
     return inner
@@ -168,7 +172,7 @@ class QueryParameterSet:
         try:
             loaded = self._schema.load(given)
         except ValidationError as error:
-            errors.update(error.normalized_messages())
+            errors.update(error.normalized_messages())  # type: ignore[no-untyped-call]
             loaded = {}
         resolved: dict[str, ResolvedParameter] = {}
         for key, row in self.rows.items():

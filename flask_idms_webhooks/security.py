@@ -49,7 +49,9 @@ class Credentials:
             return task.key
         cache_key = (task.id, task.key_version)
         if cache_key not in self._task_keys:
-            self._task_keys[cache_key] = _mac(self._secret, "task-key", f"{task.id}:{task.key_version}")
+            self._task_keys[cache_key] = _mac(
+                self._secret, "task-key", f"{task.id}:{task.key_version}"
+            )
         return self._task_keys[cache_key]
 
     def job_token(self, job_id: str) -> str:

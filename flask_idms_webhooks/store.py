@@ -17,7 +17,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import redis
 from redis.client import Pipeline
@@ -96,8 +96,11 @@ class JobStore:
     def read(self, job_id: str) -> tuple[bytes | None, bytes | None, bool]:
         """(sealed document, live document, heartbeat alive) in one round trip."""
         with available():
-            sealed, live, beat = self.redis.mget(
-                [self.result_key(job_id), self.live_key(job_id), self.heartbeat_key(job_id)]
+            sealed, live, beat = cast(
+                list[bytes | None],
+                self.redis.mget(
+                    [self.result_key(job_id), self.live_key(job_id), self.heartbeat_key(job_id)]
+                ),
             )
         return sealed, live, beat is not None
 
@@ -146,7 +149,9 @@ class JobStore:
     def running(self) -> list[tuple[str, bool]]:
         """Running job ids, each with whether its heartbeat is alive (the reaper's view)."""
         with available():
-            ids = [raw.decode() for raw in self.redis.zrange(self.RUNNING, 0, -1)]
+            ids = [
+                raw.decode() for raw in cast(list[bytes], self.redis.zrange(self.RUNNING, 0, -1))
+            ]
             if not ids:
                 return []
             beats = self.redis.mget([self.heartbeat_key(job_id) for job_id in ids])
@@ -154,8 +159,7 @@ class JobStore:
 
     def live(self, job_id: str) -> bytes | None:
         with available():
-            value: bytes | None = self.redis.get(self.live_key(job_id))
-        return value
+            return cast(bytes | None, self.redis.get(self.live_key(job_id)))
 
     def forget_running(self, job_id: str) -> None:
         with available():
@@ -167,7 +171,8 @@ class JobStore:
         with available():
             self.redis.zremrangebyscore(key, "-inf", time.time() - self.result_ttl - 86400)
             total = int(self.redis.zcard(key))
-            ids = [raw.decode() for raw in self.redis.zrevrange(key, offset, offset + limit - 1)]
+            page = cast(list[bytes], self.redis.zrevrange(key, offset, offset + limit - 1))
+            ids = [raw.decode() for raw in page]
             if not ids:
                 return total, []
             with self.redis.pipeline(transaction=False) as pipe:

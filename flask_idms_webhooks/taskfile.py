@@ -112,7 +112,9 @@ class _TaskReader:
         try:
             handler = getattr(importlib.import_module(module_name), attr)
         except (ImportError, AttributeError, ValueError) as error:
-            raise self.fail(f"cannot import {path!r} ('module:function'): {error}", "handler") from None
+            raise self.fail(
+                f"cannot import {path!r} ('module:function'): {error}", "handler"
+            ) from None
         if not callable(handler):
             raise self.fail(f"{path!r} is not callable", "handler")
         return handler  # type: ignore[no-any-return]
@@ -138,12 +140,16 @@ class _TaskReader:
             target = Target(
                 connection=target_table.get("connection"),
                 entity=str(target_table.get("entity", "")),
-                action=self.enum(Action, target_table.get("action"), "target.action", Action.UPDATE),
+                action=self.enum(
+                    Action, target_table.get("action"), "target.action", Action.UPDATE
+                ),
                 match=dict(target_table.get("match") or {}),
                 mapping=dict(target_table.get("mapping") or {}),
                 skip_if_multiple_matches=bool(target_table.get("skip_if_multiple_matches", False)),
                 skip_blank_match=bool(target_table.get("skip_blank_match", False)),
-                insert_only_when_no_match=bool(target_table.get("insert_only_when_no_match", False)),
+                insert_only_when_no_match=bool(
+                    target_table.get("insert_only_when_no_match", False)
+                ),
             )
         for part in (source, target):
             if part and part.connection and part.connection not in connections:
@@ -152,7 +158,7 @@ class _TaskReader:
         handler = self.handler()
         if handler is None:
             raise self.fail(
-                "no handler: give `handler = \"module:function\"` (source/target tasks run on "
+                'no handler: give `handler = "module:function"` (source/target tasks run on '
                 "the iUpdate engine, which this version does not include yet)",
                 "handler",
             )
@@ -205,7 +211,11 @@ def load_task_file(path: str | os.PathLike[str]) -> list[Task]:
     base = Path(path).resolve().parent
     for profile in connections.values():
         url = profile.get("url", "")
-        if isinstance(url, str) and url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        if (
+            isinstance(url, str)
+            and url.startswith("sqlite:///")
+            and not url.startswith("sqlite:////")
+        ):
             profile["url"] = "sqlite:///" + str(base / url.removeprefix("sqlite:///"))
     tasks: list[Task] = []
     seen: set[str] = set()

@@ -26,7 +26,7 @@ from .schemas import (
     TriggerBodySchema,
     ValidateSchema,
 )
-from .security import bearer_token, presented_task_key
+from .security import presented_task_key
 from .store import Document, dumps
 from .tasks import Task
 
@@ -62,7 +62,9 @@ def documented_errors(*codes: int) -> Callable[[F], F]:
 
     def decorate(view: F) -> F:
         for code in codes:
-            view = blp.alt_response(code, schema=ErrorSchema, description=ERROR_DESCRIPTIONS[code])(view)
+            view = blp.alt_response(code, schema=ErrorSchema, description=ERROR_DESCRIPTIONS[code])(
+                view
+            )
         return blp.alt_response(  # type: ignore[no-any-return]
             503,
             schema=ErrorSchema,
@@ -393,7 +395,9 @@ class JobResource(MethodView):
         body, finished, document = found  # type: ignore[misc]
         document = document if document is not None else json.loads(body)
         task = current.tasks.get(document["TaskId"])
-        if task is None or not current.credentials.check_task_key(task, presented_task_key(request)):
+        if task is None or not current.credentials.check_task_key(
+            task, presented_task_key(request)
+        ):
             unauthorized("The key is not valid for this job's task.")
         return job_response(body, finished, document)
 
@@ -419,6 +423,3 @@ class JobResource(MethodView):
         if finished:
             abort(409, message="The job has already finished.", errors={"Job": document})
         return json_response(current.jobs.cancel(job_id, document), 202)
-
-
-__all__ = ["blp", "bearer_token"]

@@ -32,7 +32,7 @@ class _AppWorkerMixin:
             return super().perform_job(*args, **kwargs)  # type: ignore[misc]
 
 
-class IdmsWorker(_AppWorkerMixin, Worker):  # type: ignore[misc]
+class IdmsWorker(_AppWorkerMixin, Worker):
     """A forking worker. When a work-horse ends without sealing its job (killed, stopped
     by a cancel, out of memory), the job is sealed at once: cancelled or failed."""
 
@@ -42,15 +42,15 @@ class IdmsWorker(_AppWorkerMixin, Worker):  # type: ignore[misc]
             state_of(self.app).jobs.seal_abandoned(job.id, HORSE_DIED)
 
 
-class IdmsSimpleWorker(_AppWorkerMixin, SimpleWorker):  # type: ignore[misc]
+class IdmsSimpleWorker(_AppWorkerMixin, SimpleWorker):
     """A worker that runs jobs in its own process (tests, debugging)."""
 
 
-def make_worker(app: Flask, *, simple: bool = False, **options: Any) -> Worker:
+def make_worker(app: Flask, *, simple: bool = False, **options: Any) -> Worker | SimpleWorker:
     state = state_of(app)
     connection = worker_redis(state.settings.redis_url)
     queue = Queue(state.settings.queue_name, connection=connection, serializer=JSONSerializer)
-    cls = IdmsSimpleWorker if simple else IdmsWorker
+    cls: type[IdmsWorker | IdmsSimpleWorker] = IdmsSimpleWorker if simple else IdmsWorker
     worker = cls([queue], connection=connection, serializer=JSONSerializer, **options)
     worker.app = app
     return worker

@@ -71,7 +71,9 @@ def sleep(parameters: Mapping[str, Any], context: JobContext) -> None:
     "params",
     name="Every kind of parameter",
     filters=[
-        ROW("CsContact", "LastName", Operator.STARTS_WITH, prompt=Prompt.OPTIONAL, query_default="A"),
+        ROW(
+            "CsContact", "LastName", Operator.STARTS_WITH, prompt=Prompt.OPTIONAL, query_default="A"
+        ),
         ROW("CsContact", "FirstName", prompt=Prompt.OPTIONAL, default="Ann", query_default="Bob"),
         ROW("CsContact", "ImisId", type=DataType.INT32, prompt=Prompt.REQUIRED),
         ROW("CsContact", "Status", prompt=Prompt.NONE, default="A"),
@@ -83,7 +85,9 @@ def sleep(parameters: Mapping[str, Any], context: JobContext) -> None:
         ROW("CsContact", "Guid", type=DataType.GUID),
         ROW("CsContact", "Paid", Operator.BETWEEN, type=DataType.DECIMAL),
         ROW("CsContact", "Chapter", Operator.IN),
-        ROW("Activity", "UpdatedOn", Operator.GREATER_THAN_OR_EQUAL, DataType.DATETIME, key="Since"),
+        ROW(
+            "Activity", "UpdatedOn", Operator.GREATER_THAN_OR_EQUAL, DataType.DATETIME, key="Since"
+        ),
         ROW("Activity", "UpdatedOn", Operator.LESS_THAN_OR_EQUAL, DataType.DATETIME, key="Until"),
     ],
 )

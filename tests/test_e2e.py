@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from example_app import create_app as create_example_app
-
 from flask_idms_webhooks.extension import state_of
 from tests.conftest import ADMIN, poll_path, wait_for
 
@@ -102,7 +101,9 @@ def start_sleeping_job(client, key, start_worker, tmp_path: Path):
     return worker, horse, location, answer.get_json()["ExecuteId"]
 
 
-def test_killed_worker_and_horse_seal_failed_by_the_reaper(client, key, state, start_worker, tmp_path):
+def test_killed_worker_and_horse_seal_failed_by_the_reaper(
+    client, key, state, start_worker, tmp_path
+):
     worker, horse, _, job_id = start_sleeping_job(client, key, start_worker, tmp_path)
     os.kill(horse, signal.SIGKILL)
     worker.kill()
@@ -114,7 +115,9 @@ def test_killed_worker_and_horse_seal_failed_by_the_reaper(client, key, state, s
     assert document["Error"]["Type"] == "WorkerDied"
 
 
-def test_killed_worker_and_horse_with_no_worker_left_fail_on_poll(client, key, start_worker, tmp_path):
+def test_killed_worker_and_horse_with_no_worker_left_fail_on_poll(
+    client, key, start_worker, tmp_path
+):
     worker, horse, location, _ = start_sleeping_job(client, key, start_worker, tmp_path)
     os.kill(horse, signal.SIGKILL)
     worker.kill()
@@ -126,7 +129,7 @@ def test_killed_worker_and_horse_with_no_worker_left_fail_on_poll(client, key, s
 
 
 def test_killed_horse_is_sealed_at_once_by_its_worker(client, key, state, start_worker, tmp_path):
-    _, horse, location, job_id = start_sleeping_job(client, key, start_worker, tmp_path)
+    _, horse, _, job_id = start_sleeping_job(client, key, start_worker, tmp_path)
     os.kill(horse, signal.SIGKILL)
     sealed = wait_for(lambda: state.store.read(job_id)[0], timeout=30)
     assert json.loads(sealed)["Error"]["Type"] == "WorkerDied"
@@ -134,7 +137,9 @@ def test_killed_horse_is_sealed_at_once_by_its_worker(client, key, state, start_
 
 def test_cancel_a_queued_job(client, key, state, start_worker):
     answer = client.post(
-        "/idms/tasks/count/jobs", json={"QueryParameters": {"Count": 3}}, headers={"X-Webhook-Key": key("count")}
+        "/idms/tasks/count/jobs",
+        json={"QueryParameters": {"Count": 3}},
+        headers={"X-Webhook-Key": key("count")},
     )
     job_id = answer.get_json()["ExecuteId"]
     assert state.queue.count == 1
@@ -171,7 +176,9 @@ def test_cancel_a_running_job_on_a_forking_worker(client, key, start_worker):
     assert body["PercentComplete"] < 100
 
 
-def test_example_app_changed_rows_equal_updated_count(tmp_path, redis_url, queue_name, start_worker):
+def test_example_app_changed_rows_equal_updated_count(
+    tmp_path, redis_url, queue_name, start_worker
+):
     database = tmp_path / "members.db"
     app = create_example_app(
         IDMS_WEBHOOKS_REDIS_URL=redis_url,

@@ -50,7 +50,9 @@ def test_a_second_init_app_on_the_same_app_is_an_error(app):
 
 def test_a_bad_task_file_stops_the_app_before_it_serves(redis_url, tmp_path):
     task_file = tmp_path / "tasks.toml"
-    task_file.write_text('[[tasks]]\nid = "x"\nhandler = "tests.sample_app:count"\ntimeout = "soon"\n')
+    task_file.write_text(
+        '[[tasks]]\nid = "x"\nhandler = "tests.sample_app:count"\ntimeout = "soon"\n'
+    )
     with pytest.raises(TaskLoadError) as caught:
         create_app(IDMS_WEBHOOKS_REDIS_URL=redis_url, IDMS_WEBHOOKS_TASKS_FILE=str(task_file))
     message = str(caught.value)
@@ -59,7 +61,9 @@ def test_a_bad_task_file_stops_the_app_before_it_serves(redis_url, tmp_path):
 
 def test_two_apps_in_one_process_keep_their_own_state(make_app):
     first = make_app(SECRET_KEY="one")
-    second = make_app(SECRET_KEY="two", IDMS_WEBHOOKS_URL_PREFIX="/hooks", IDMS_WEBHOOKS_RETRY_AFTER=11)
+    second = make_app(
+        SECRET_KEY="two", IDMS_WEBHOOKS_URL_PREFIX="/hooks", IDMS_WEBHOOKS_RETRY_AFTER=11
+    )
     one, two = state_of(first), state_of(second)
     assert one is not two
     key_one = one.credentials.task_key(one.tasks["count"])
@@ -72,10 +76,19 @@ def test_two_apps_in_one_process_keep_their_own_state(make_app):
     assert "/idms/jobs/" in a.headers["Location"] and "/hooks/jobs/" in b.headers["Location"]
     boom_one = one.credentials.task_key(one.tasks["boom"])
     boom_two = two.credentials.task_key(two.tasks["boom"])
-    assert first.test_client().post(f"/idms/tasks/boom/jobs?key={boom_one}").headers["Retry-After"] == "30"
-    assert second.test_client().post(f"/hooks/tasks/boom/jobs?key={boom_two}").headers["Retry-After"] == "11"
+    assert (
+        first.test_client().post(f"/idms/tasks/boom/jobs?key={boom_one}").headers["Retry-After"]
+        == "30"
+    )
+    assert (
+        second.test_client().post(f"/hooks/tasks/boom/jobs?key={boom_two}").headers["Retry-After"]
+        == "11"
+    )
     # each app's key and token are its own
-    assert second.test_client().post(f"/hooks/tasks/count/jobs?key={key_one}", json=body).status_code == 401
+    assert (
+        second.test_client().post(f"/hooks/tasks/count/jobs?key={key_one}", json=body).status_code
+        == 401
+    )
     wrong_app = poll_path(a.headers["Location"]).replace("/idms/", "/hooks/")
     assert second.test_client().get(wrong_app).status_code == 401
     assert first.test_client().get("/idms/openapi.json").status_code == 200
@@ -104,7 +117,9 @@ def test_embedded_in_a_host_api_joins_the_host_document(redis_url):
     document = client.get("/api-docs/openapi.json").get_json()
     assert document["info"]["title"] == "Host"
     assert "/idms/tasks/{task_id}/jobs" in document["paths"]
-    assert client.get("/idms/openapi.json").status_code == 404  # no second Api behind the host's back
+    assert (
+        client.get("/idms/openapi.json").status_code == 404
+    )  # no second Api behind the host's back
     key = state_of(host).credentials.task_key(state_of(host).tasks["hello"])
     assert client.post(f"/idms/tasks/hello/jobs?key={key}").status_code == 202
 

@@ -10,8 +10,26 @@ CONTRACT = {
     ("/idms/tasks", "get"): {"200", "401"},
     ("/idms/tasks/{task_id}", "get"): {"200", "401", "404"},
     ("/idms/tasks/{task_id}/jobs", "get"): {"200", "401", "404"},
-    ("/idms/tasks/{task_id}/execute", "post"): {"200", "400", "401", "404", "413", "415", "422", "503"},
-    ("/idms/tasks/{task_id}/jobs", "post"): {"202", "400", "401", "404", "413", "415", "422", "503"},
+    ("/idms/tasks/{task_id}/execute", "post"): {
+        "200",
+        "400",
+        "401",
+        "404",
+        "413",
+        "415",
+        "422",
+        "503",
+    },
+    ("/idms/tasks/{task_id}/jobs", "post"): {
+        "202",
+        "400",
+        "401",
+        "404",
+        "413",
+        "415",
+        "422",
+        "503",
+    },
     ("/idms/tasks/{task_id}/validate", "post"): {"200", "400", "401", "404", "413", "415", "422"},
     ("/idms/jobs/{job_id}", "get"): {"200", "202", "401", "404"},
     ("/idms/jobs/{job_id}", "delete"): {"202", "401", "404", "409"},
@@ -45,7 +63,10 @@ def test_202_answers_document_location_and_retry_after(client):
         headers = paths[path][method]["responses"]["202"]["headers"]
         assert {"Location", "Retry-After"} <= set(headers)
         assert headers["Retry-After"]["schema"]["type"] == "integer"
-    for path, method in (("/idms/tasks/{task_id}/jobs", "post"), ("/idms/tasks/{task_id}/execute", "post")):
+    for path, method in (
+        ("/idms/tasks/{task_id}/jobs", "post"),
+        ("/idms/tasks/{task_id}/execute", "post"),
+    ):
         assert "Retry-After" in paths[path][method]["responses"]["503"]["headers"]
 
 
@@ -62,7 +83,9 @@ def test_webhook_bodies_are_optional_and_document_idempotency_key(client):
     for path in ("/idms/tasks/{task_id}/jobs", "/idms/tasks/{task_id}/execute"):
         operation = paths[path]["post"]
         assert operation["requestBody"]["required"] is False
-        assert any(p["name"] == "Idempotency-Key" and p["in"] == "header" for p in operation["parameters"])
+        assert any(
+            p["name"] == "Idempotency-Key" and p["in"] == "header" for p in operation["parameters"]
+        )
 
 
 def test_swagger_ui_works_offline(client):

@@ -42,8 +42,12 @@ def test_redis_refused_is_a_fast_503(make_app):
     client = app.test_client()
     key = state_of(app).credentials.task_key(state_of(app).tasks["count"])
     for call in (
-        lambda: client.post(f"/idms/tasks/count/jobs?key={key}", json={"QueryParameters": {"Count": 1}}),
-        lambda: client.post(f"/idms/tasks/count/execute?key={key}", json={"QueryParameters": {"Count": 1}}),
+        lambda: client.post(
+            f"/idms/tasks/count/jobs?key={key}", json={"QueryParameters": {"Count": 1}}
+        ),
+        lambda: client.post(
+            f"/idms/tasks/count/execute?key={key}", json={"QueryParameters": {"Count": 1}}
+        ),
         lambda: client.get(f"/idms/jobs/x?key={key}"),
         lambda: client.get("/idms/tasks/count/jobs", headers=ADMIN),
     ):
@@ -83,7 +87,9 @@ def test_a_refused_trigger_writes_nothing(make_app, stallable_redis):
     key = state.credentials.task_key(state.tasks["count"])
     os.kill(stallable_redis.process.pid, signal.SIGSTOP)
     try:
-        answer = client.post(f"/idms/tasks/count/jobs?key={key}", json={"QueryParameters": {"Count": 1}})
+        answer = client.post(
+            f"/idms/tasks/count/jobs?key={key}", json={"QueryParameters": {"Count": 1}}
+        )
     finally:
         os.kill(stallable_redis.process.pid, signal.SIGCONT)
     assert answer.status_code == 503
@@ -96,7 +102,9 @@ def test_finished_record_expires_after_the_result_ttl(make_app):
     state = state_of(app)
     client = app.test_client()
     key = state.credentials.task_key(state.tasks["count"])
-    answer = client.post(f"/idms/tasks/count/jobs?key={key}", json={"QueryParameters": {"Count": 2}})
+    answer = client.post(
+        f"/idms/tasks/count/jobs?key={key}", json={"QueryParameters": {"Count": 2}}
+    )
     make_worker(app, simple=True).work(burst=True, logging_level="WARNING")
     location = poll_path(answer.headers["Location"])
     assert client.get(location).status_code == 200
@@ -107,7 +115,9 @@ def test_finished_record_expires_after_the_result_ttl(make_app):
 
 
 def test_sealed_record_outlives_rq_and_is_kept_for_the_retention(client, key, state, run_burst):
-    answer = client.post(f"/idms/tasks/count/jobs?key={key('count')}", json={"QueryParameters": {"Count": 2}})
+    answer = client.post(
+        f"/idms/tasks/count/jobs?key={key('count')}", json={"QueryParameters": {"Count": 2}}
+    )
     job_id = answer.get_json()["ExecuteId"]
     run_burst()
     ttl = state.redis.ttl(state.store.result_key(job_id))
@@ -116,8 +126,12 @@ def test_sealed_record_outlives_rq_and_is_kept_for_the_retention(client, key, st
 
 
 def test_long_jobs_get_hours_not_rqs_180_seconds(client, key, state, make_app):
-    answer = client.post(f"/idms/tasks/count/jobs?key={key('count')}", json={"QueryParameters": {"Count": 2}})
-    job = Job.fetch(answer.get_json()["ExecuteId"], connection=state.redis, serializer=state.queue.serializer)
+    answer = client.post(
+        f"/idms/tasks/count/jobs?key={key('count')}", json={"QueryParameters": {"Count": 2}}
+    )
+    job = Job.fetch(
+        answer.get_json()["ExecuteId"], connection=state.redis, serializer=state.queue.serializer
+    )
     assert job.timeout == 6 * 3600
     other = make_app(IDMS_WEBHOOKS_JOB_TIMEOUT="90m")
     other_state = state_of(other)
@@ -125,7 +139,9 @@ def test_long_jobs_get_hours_not_rqs_180_seconds(client, key, state, make_app):
     answer = other.test_client().post(
         f"/idms/tasks/count/jobs?key={other_key}", json={"QueryParameters": {"Count": 2}}
     )
-    job = Job.fetch(answer.get_json()["ExecuteId"], connection=state.redis, serializer=state.queue.serializer)
+    job = Job.fetch(
+        answer.get_json()["ExecuteId"], connection=state.redis, serializer=state.queue.serializer
+    )
     assert job.timeout == 90 * 60
 
 
@@ -164,7 +180,9 @@ def test_access_log_redacts_keys_tokens_and_secret_headers():
         "PATH_INFO": "/idms/tasks/t/jobs",
         "HTTP_REFERER": "https://h/idms/jobs/j?token=SECRET2",
     }
-    request = SimpleNamespace(headers=[("Authorization", "Bearer SECRET3"), ("X-Webhook-Key", "SECRET4")])
+    request = SimpleNamespace(
+        headers=[("Authorization", "Bearer SECRET3"), ("X-Webhook-Key", "SECRET4")]
+    )
     response = SimpleNamespace(status="202 Accepted", sent=10, headers=[("Location", "x")])
     atoms = logger.atoms(response, request, environ, timedelta(seconds=0.01))
     text = " ".join(str(value) for value in atoms.values())
