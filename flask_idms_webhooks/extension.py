@@ -88,6 +88,19 @@ def _assets_blueprint() -> Blueprint:
     return assets
 
 
+class _StandaloneApi(Api):  # type: ignore[misc]
+    """flask-smorest's ``Api``, keeping the headers an HTTP error carries (``Allow`` of a
+    405, ``Retry-After`` of a 503), which its error handler otherwise drops."""
+
+    def handle_http_exception(self, error: Any) -> Any:
+        payload, code, headers = super().handle_http_exception(error)
+        headers = dict(headers)
+        for name, value in error.get_headers():
+            if name.lower() != "content-type":
+                headers.setdefault(name, value)
+        return payload, code, headers
+
+
 class IdmsWebhooks:
     """Webhooks that start tasks as RQ jobs, and the routes to follow them.
 
@@ -216,7 +229,7 @@ class IdmsWebhooks:
         }
         for name, value in defaults.items():
             app.config.setdefault(prefix + name, value)
-        return Api(app, config_prefix=prefix)
+        return _StandaloneApi(app, config_prefix=prefix)
 
 
 def state_of(app: Flask) -> WebhooksState:

@@ -131,3 +131,10 @@ def test_python_task_registration_errors():
     webhooks.task("ok")(lambda parameters, context: None)
     with pytest.raises(TaskLoadError, match="twice"):
         webhooks.task("ok")(lambda parameters, context: None)
+
+
+def test_a_wrong_method_is_a_json_405_with_allow(client):
+    answer = client.get("/idms/tasks/count/execute")
+    assert answer.status_code == 405
+    assert answer.get_json()["code"] == 405
+    assert answer.headers["Allow"].split(", ").count("POST") == 1
