@@ -89,8 +89,12 @@ class JobStore:
             enqueue(pipe)
             if not pipe.explicit_transaction:
                 pipe.multi()
+            now = time.time()
+            history = self.history_key(document["TaskId"])
             pipe.set(self.live_key(job_id), dumps(document), ex=live_ttl)
-            pipe.zadd(self.history_key(document["TaskId"]), {job_id: time.time()})
+            pipe.zadd(history, {job_id: now})
+            # Older entries can only point at records that have expired: keep the index bounded.
+            pipe.zremrangebyscore(history, "-inf", now - live_ttl - self.result_ttl)
             pipe.execute()
 
     def read(self, job_id: str) -> tuple[bytes | None, bytes | None, bool]:
