@@ -15,6 +15,7 @@ import flask
 from flask_smorest import Blueprint, abort
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 MAX_DEPTH = 32
 MAX_NUMBER_DIGITS = 40
@@ -52,22 +53,36 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def _depth_ok(value: Any) -> bool:
+def _check_value(value: Any) -> None:
+    """Refuse nesting deeper than MAX_DEPTH and strings that are not valid Unicode (a lone
+    surrogate escape such as "\\ud800" is valid JSON syntax but cannot be stored)."""
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
         if depth > MAX_DEPTH:
-            return False
+            raise _Refused(f"nested deeper than {MAX_DEPTH} levels")
         if isinstance(item, dict):
             stack.extend((child, depth + 1) for child in item.values())
+            stack.extend((key, depth) for key in item)
         elif isinstance(item, list):
             stack.extend((child, depth + 1) for child in item)
-    return True
+        elif isinstance(item, str):
+            try:
+                item.encode()
+            except UnicodeEncodeError:
+                raise _Refused("a string holds a lone surrogate (not valid Unicode)") from None
 
 
 def parse_json_body(request: flask.Request) -> Any:
     """The request's JSON body, ``core.missing`` when there is none; aborts on bad input."""
-    data = request.get_data(cache=True)
+    limit = request.max_content_length
+    try:
+        data = request.get_data(cache=True)
+    except RequestEntityTooLarge:
+        abort(413, message=f"The body is larger than {limit} bytes.")
+    # A chunked body has no Content-Length: Werkzeug stops reading at the limit, silently.
+    if limit is not None and request.content_length is None and len(data) >= limit:
+        abort(413, message=f"The body is larger than {limit} bytes.")
     if not data.strip():
         return core.missing
     if not is_json_request(request):
@@ -80,14 +95,13 @@ def parse_json_body(request: flask.Request) -> Any:
             parse_float=_finite_float,
             object_pairs_hook=_no_duplicates,
         )
+        _check_value(value)
     except RecursionError:
         abort(400, message=f"Malformed JSON: nested deeper than {MAX_DEPTH} levels.")
     except _Refused as error:
         abort(400, message=f"Malformed JSON: {error}.")
     except (ValueError, UnicodeDecodeError) as error:
         abort(400, message=f"Malformed JSON: {error}.")
-    if not _depth_ok(value):
-        abort(400, message=f"Malformed JSON: nested deeper than {MAX_DEPTH} levels.")
     return value
 
 

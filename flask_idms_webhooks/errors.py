@@ -27,7 +27,7 @@ class TaskLoadError(IdmsWebhooksError):
             if part
         )
         super().__init__(f"{where}: {message}" if where else message)
-        self.source, self.task, self.key = source, task, key
+        self.detail, self.source, self.task, self.key = message, source, task, key
 
 
 class ParameterError(IdmsWebhooksError):

@@ -90,11 +90,16 @@ def _assets_blueprint() -> Blueprint:
 
 class _StandaloneApi(Api):  # type: ignore[misc]
     """flask-smorest's ``Api``, keeping the headers an HTTP error carries (``Allow`` of a
-    405, ``Retry-After`` of a 503), which its error handler otherwise drops."""
+    405, ``Retry-After`` of a 503), which its error handler otherwise drops, and giving
+    every error body a ``message``."""
 
     def handle_http_exception(self, error: Any) -> Any:
         payload, code, headers = super().handle_http_exception(error)
-        headers = dict(headers)
+        if "message" not in payload:
+            payload["message"] = (
+                "Invalid request: see errors." if "errors" in payload else error.description
+            )
+        headers = dict(headers or {})
         for name, value in error.get_headers():
             if name.lower() != "content-type":
                 headers.setdefault(name, value)

@@ -132,9 +132,15 @@ class QueryParameterSet:
             if count > 1 and column not in self.rows
         }
         self.ambiguous = {column: keys for column, keys in self.ambiguous.items() if keys}
-        self._schema: Schema = Schema.from_dict(
-            {key: filter_field(row) for key, row in self.rows.items()}
-        )()
+        # Field names stay dot-free (marshmallow reads a dot as nesting); data_key carries
+        # the caller's key, so "CsContact1.ImisId" is one flat key.
+        self._attributes = {key: f"p{index}" for index, key in enumerate(self.rows)}
+        schema_fields = {}
+        for key, row in self.rows.items():
+            field = filter_field(row)
+            field.data_key = key
+            schema_fields[self._attributes[key]] = field
+        self._schema: Schema = Schema.from_dict(schema_fields)()
         self.defaults: dict[str, Any] = {}
         self.query_defaults: dict[str, Any] = {}
         for key, row in self.all_rows.items():
@@ -177,7 +183,9 @@ class QueryParameterSet:
         resolved: dict[str, ResolvedParameter] = {}
         for key, row in self.rows.items():
             if key in given:
-                resolved[key] = ResolvedParameter(_jsonable(loaded.get(key)), REQUEST)
+                resolved[key] = ResolvedParameter(
+                    _jsonable(loaded.get(self._attributes[key])), REQUEST
+                )
             elif key in self.defaults:
                 resolved[key] = ResolvedParameter(self.defaults[key], TASK_DEFAULT)
             elif key in self.query_defaults:

@@ -183,7 +183,7 @@ class _TaskReader:
             )
             QueryParameterSet(filters)
         except TaskLoadError as error:
-            raise self.fail(str(error), error.key or "source.filters") from None
+            raise self.fail(error.detail, error.key or "source.filters") from None
         except (TypeError, ValueError) as error:
             raise self.fail(str(error), "") from None
         return task

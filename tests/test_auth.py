@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import pytest
 
 from flask_idms_webhooks import jobs, security
+from flask_idms_webhooks.extension import state_of
 from tests.conftest import ADMIN, poll_path
 
 WEBHOOKS = ["execute", "jobs", "validate"]
@@ -119,8 +120,12 @@ def test_a_mangled_query_key_is_401_not_500(client, nothing_started):
     ids=["bearer", "header", "query"],
 )
 def test_the_key_is_accepted_as_bearer_header_or_query(client, key, state, how):
-    assert client.post("/idms/tasks/count/validate", json=BODY, **how(key("count"))).status_code == 200
-    assert client.post("/idms/tasks/count/execute", json=BODY, **how(key("count"))).status_code == 200
+    assert (
+        client.post("/idms/tasks/count/validate", json=BODY, **how(key("count"))).status_code == 200
+    )
+    assert (
+        client.post("/idms/tasks/count/execute", json=BODY, **how(key("count"))).status_code == 200
+    )
     assert client.post("/idms/tasks/count/jobs", json=BODY, **how(key("count"))).status_code == 202
     assert state.queue.count == 2
     assert state.store.history("count", 0, 100)[0] == 2
@@ -129,7 +134,9 @@ def test_the_key_is_accepted_as_bearer_header_or_query(client, key, state, how):
 @pytest.mark.parametrize("route", WEBHOOKS)
 def test_an_unknown_task_is_404_with_or_without_a_key(client, key, state, route):
     for headers in ({}, {"X-Webhook-Key": "whatever"}, {"X-Webhook-Key": key("count")}):
-        body = assert_error(client.post(f"/idms/tasks/nope/{route}", json=BODY, headers=headers), 404)
+        body = assert_error(
+            client.post(f"/idms/tasks/nope/{route}", json=BODY, headers=headers), 404
+        )
         assert "nope" in body["message"]
     assert state.queue.count == 0
 
@@ -173,14 +180,15 @@ def test_admin_routes_are_closed_without_a_configured_token(make_app, path, unse
 def test_without_an_admin_token_a_job_is_cancelled_only_with_its_task_key(make_app):
     app = make_app(IDMS_WEBHOOKS_ADMIN_TOKEN=None)
     client = app.test_client()
-    from flask_idms_webhooks.extension import state_of
-
     current = state_of(app)
     task_key = current.credentials.task_key(current.tasks["count"])
     started = client.post("/idms/tasks/count/jobs", json=BODY, headers={"X-Webhook-Key": task_key})
     job_id = started.get_json()["ExecuteId"]
     assert_unauthorized(client.delete(f"/idms/jobs/{job_id}", headers=ADMIN))
-    assert client.delete(f"/idms/jobs/{job_id}", headers={"X-Webhook-Key": task_key}).status_code == 202
+    assert (
+        client.delete(f"/idms/jobs/{job_id}", headers={"X-Webhook-Key": task_key}).status_code
+        == 202
+    )
 
 
 def test_an_unknown_task_on_the_admin_routes(client):
@@ -225,8 +233,12 @@ def test_the_webhook_urls_alone_are_enough_to_start_jobs(client, state):
 def test_webhook_urls_use_the_public_url_when_set(make_app):
     client = make_app(IDMS_WEBHOOKS_PUBLIC_URL="https://hooks.example.org/base").test_client()
     webhooks = client.get("/idms/tasks/count", headers=ADMIN).get_json()["Webhooks"]
-    assert webhooks["Standard"].startswith("https://hooks.example.org/base/idms/tasks/count/execute?key=")
-    assert webhooks["Polling"].startswith("https://hooks.example.org/base/idms/tasks/count/jobs?key=")
+    assert webhooks["Standard"].startswith(
+        "https://hooks.example.org/base/idms/tasks/count/execute?key="
+    )
+    assert webhooks["Polling"].startswith(
+        "https://hooks.example.org/base/idms/tasks/count/jobs?key="
+    )
 
 
 def test_the_task_document_lists_only_settable_filters_in_query_order(client):
@@ -247,7 +259,10 @@ def test_the_task_document_lists_only_settable_filters_in_query_order(client):
     assert by_key["ImisId"]["Type"] == "Int32"
     assert by_key["Paid"]["Operator"] == "Between"
     assert by_key["Chapter"]["Operator"] == "In"
-    assert (by_key["Since"]["Column"], by_key["Since"]["Operator"]) == ("UpdatedOn", "GreaterThanOrEqual")
+    assert (by_key["Since"]["Column"], by_key["Since"]["Operator"]) == (
+        "UpdatedOn",
+        "GreaterThanOrEqual",
+    )
     assert (by_key["Until"]["BusinessObject"], by_key["Until"]["Operator"]) == (
         "Activity",
         "LessThanOrEqual",
@@ -257,7 +272,10 @@ def test_the_task_document_lists_only_settable_filters_in_query_order(client):
 
 def test_the_body_template_of_qualified_keys(client):
     document = client.get("/idms/tasks/pair", headers=ADMIN).get_json()
-    assert [p["Key"] for p in document["QueryParameters"]] == ["CsContact1.ImisId", "CsContact2.ImisId"]
+    assert [p["Key"] for p in document["QueryParameters"]] == [
+        "CsContact1.ImisId",
+        "CsContact2.ImisId",
+    ]
     assert document["BodyTemplate"] == {
         "QueryParameters": {"CsContact1.ImisId": "", "CsContact2.ImisId": ""}
     }
@@ -281,8 +299,12 @@ def test_a_job_token_reads_that_job_only(client, start):
     first_id, first_location = start()
     second_id, second_location = start()
     assert first_id != second_id
-    assert_unauthorized(client.get(f"/idms/jobs/{second_id}", query_string={"token": token_of(first_location)}))
-    assert_unauthorized(client.get(f"/idms/jobs/{first_id}", query_string={"token": token_of(second_location)}))
+    assert_unauthorized(
+        client.get(f"/idms/jobs/{second_id}", query_string={"token": token_of(first_location)})
+    )
+    assert_unauthorized(
+        client.get(f"/idms/jobs/{first_id}", query_string={"token": token_of(second_location)})
+    )
 
 
 def test_a_bad_or_missing_token_is_401(client, start):
@@ -437,8 +459,9 @@ def test_cancelling_an_unknown_job(client, key):
 def test_job_ids_are_long_random_and_url_safe(client, key, start):
     ids = {start()[0] for _ in range(20)}
     execute_ids = {
-        client.post("/idms/tasks/count/execute", json=BODY, headers={"X-Webhook-Key": key("count")})
-        .get_json()["ExecuteId"]
+        client.post(
+            "/idms/tasks/count/execute", json=BODY, headers={"X-Webhook-Key": key("count")}
+        ).get_json()["ExecuteId"]
         for _ in range(5)
     }
     ids |= execute_ids
@@ -476,12 +499,12 @@ def test_secrets_are_compared_with_compare_digest(monkeypatch):
 
 
 def test_task_keys_and_job_tokens_depend_on_the_secret(make_app):
-    from flask_idms_webhooks.extension import state_of
-
     one = state_of(make_app(IDMS_WEBHOOKS_SECRET_KEY="one"))
     two = state_of(make_app(IDMS_WEBHOOKS_SECRET_KEY="two"))
     task = one.tasks["count"]
     assert one.credentials.task_key(task) != two.credentials.task_key(task)
     assert one.credentials.job_token("job") != two.credentials.job_token("job")
     assert one.credentials.job_token("job") != one.credentials.job_token("job2")
-    assert one.credentials.task_key(task) == state_of(make_app(IDMS_WEBHOOKS_SECRET_KEY="one")).credentials.task_key(task)
+    assert one.credentials.task_key(task) == state_of(
+        make_app(IDMS_WEBHOOKS_SECRET_KEY="one")
+    ).credentials.task_key(task)

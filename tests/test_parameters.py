@@ -267,16 +267,18 @@ def test_qualified_keys_address_each_of_two_filters_on_one_column(validate):
 
 
 def test_the_bare_column_of_two_filters_is_ambiguous(validate):
-    errors = errors_of(validate("pair", json={"QueryParameters": {"CsContact1.ImisId": 5, "ImisId": 5}}))
+    errors = errors_of(
+        validate("pair", json={"QueryParameters": {"CsContact1.ImisId": 5, "ImisId": 5}})
+    )
     assert list(errors) == ["ImisId"]
     assert "'CsContact1.ImisId'" in errors["ImisId"][0]
     assert "'CsContact2.ImisId'" in errors["ImisId"][0]
 
 
 def test_qualified_keys_are_type_checked_and_required(validate):
-    assert list(errors_of(validate("pair", json={"QueryParameters": {"CsContact1.ImisId": "x"}}))) == [
-        "CsContact1.ImisId"
-    ]
+    assert list(
+        errors_of(validate("pair", json={"QueryParameters": {"CsContact1.ImisId": "x"}}))
+    ) == ["CsContact1.ImisId"]
     errors = errors_of(validate("pair", json={"QueryParameters": {"CsContact2.ImisId": 3}}))
     assert list(errors) == ["CsContact1.ImisId"]
 
@@ -316,8 +318,18 @@ def test_a_column_split_by_explicit_keys_is_ambiguous_by_its_name(validate):
         {"json": {"QueryParameters": {}}},
         {"json": {"QueryParameters": {"Seconds": None}}},
     ],
-    ids=["none", "empty-json", "empty-text", "empty-form", "empty-multipart", "blank-text",
-         "object", "null-parameters", "empty-parameters", "null-value"],  # fmt: skip
+    ids=[
+        "none",
+        "empty-json",
+        "empty-text",
+        "empty-form",
+        "empty-multipart",
+        "blank-text",
+        "object",
+        "null-parameters",
+        "empty-parameters",
+        "null-value",
+    ],
 )
 def test_no_body_is_needed_when_nothing_is_required(validate, request_kwargs):
     answer = validate("sleep", **request_kwargs)
@@ -485,7 +497,9 @@ def test_any_other_key_is_unknown(name):
 def test_colliding_keys_are_refused_when_the_set_is_built():
     with pytest.raises(TaskLoadError, match="give each a `key`"):
         QueryParameterSet((FilterRow("A", "D"), FilterRow("A", "D")))
-    parameter_set = QueryParameterSet((FilterRow("A", "D", key="From"), FilterRow("A", "D", key="To")))
+    parameter_set = QueryParameterSet(
+        (FilterRow("A", "D", key="From"), FilterRow("A", "D", key="To"))
+    )
     assert parameter_set.keys == ["From", "To"]
 
 
@@ -659,7 +673,9 @@ def test_colliding_qualified_names_without_key_are_refused(tmp_path):
     assert "CsContact.UpdatedOn" in str(raised.value)
     assert raised.value.task == "window"
     assert str(path) in str(raised.value)
-    (task,) = load_task_file(write(tmp_path, window.format(first='key = "Since"', second='key = "Until"')))
+    (task,) = load_task_file(
+        write(tmp_path, window.format(first='key = "Since"', second='key = "Until"'))
+    )
     assert QueryParameterSet(task.filters).keys == ["Since", "Until"]
 
 
