@@ -27,7 +27,11 @@ def renew_memberships(parameters: Mapping[str, Any], context: JobContext) -> Non
             "SELECT id, email, member_type, paid_through FROM member"
             " WHERE status = :Status AND last_name LIKE :LastName || '%'"
             " AND paid_through < :PaidBefore ORDER BY id",
-            {"Status": "A", "LastName": parameters["LastName"] or "", "PaidBefore": paid_before},
+            {
+                "Status": parameters["Status"],  # a fixed filter of the task file
+                "LastName": parameters["LastName"] or "",
+                "PaidBefore": paid_before,
+            },
         ).fetchall()
         context.set_row_count(len(rows))
         delay = float(current_app.config.get("EXAMPLE_BATCH_DELAY", 0.05))

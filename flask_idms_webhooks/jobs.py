@@ -119,14 +119,22 @@ class JobContext:
     CANCEL_CHECK_SECONDS = 0.5
 
     def __init__(
-        self, store: JobStore, document: Document, task: Task, max_row_errors: int
+        self,
+        store: JobStore,
+        document: Document,
+        task: Task,
+        max_row_errors: int,
+        fixed: Mapping[str, Any] | None = None,
     ) -> None:
         self._store = store
         self._document = document
         self.task = task
         self.job_id: str = document["ExecuteId"]
+        #: The values the task works with: the resolved QueryParameters, and the values of
+        #: the fixed (prompt None) filters, which callers cannot set.
         self.parameters: dict[str, Any] = {
-            key: value["Value"] for key, value in document["QueryParameters"].items()
+            **(fixed or {}),
+            **{key: value["Value"] for key, value in document["QueryParameters"].items()},
         }
         self._max_row_errors = max_row_errors
         self._done: int | None = None
@@ -373,7 +381,13 @@ class JobManager:
         )
         if not self.store.start(document):
             return
-        context = JobContext(self.store, document, task, self.state.settings.max_row_errors)
+        context = JobContext(
+            self.store,
+            document,
+            task,
+            self.state.settings.max_row_errors,
+            fixed=self.state.parameters[task.id].fixed_values(),
+        )
         with Heartbeat(self.store, job_id):
             try:
                 task.handler(context.parameters, context)
@@ -387,7 +401,11 @@ class JobManager:
                     (type(error).__name__, str(error) or type(error).__name__),
                 )
             else:
-                self.seal(context.document, SUCCEEDED)
+                # A cancel the task never looked for (it ran to the end) still ends cancelled.
+                if self.store.cancel_requested(job_id):
+                    self.seal(context.document, CANCELLED, CANCELLED_BY_REQUEST)
+                else:
+                    self.seal(context.document, SUCCEEDED)
 
     def seal_abandoned(self, job_id: str, cause: tuple[str, str]) -> None:
         """Seal a job whose process ended without sealing it (cancelled if that was asked)."""

@@ -57,14 +57,17 @@ ERROR_DESCRIPTIONS = {
 }
 
 
-def documented_errors(*codes: int) -> Callable[[F], F]:
-    """Document error answers: each in flask-smorest's error shape; 503 with Retry-After."""
+def documented_errors(*codes: int, store: bool = True) -> Callable[[F], F]:
+    """Document error answers in flask-smorest's error shape; with ``store`` (the route
+    reads or writes Redis) also 503 with Retry-After."""
 
     def decorate(view: F) -> F:
         for code in codes:
             view = blp.alt_response(code, schema=ErrorSchema, description=ERROR_DESCRIPTIONS[code])(
                 view
             )
+        if not store:
+            return view
         return blp.alt_response(  # type: ignore[no-any-return]
             503,
             schema=ErrorSchema,
@@ -86,9 +89,21 @@ def state() -> WebhooksState:
     return current_app.extensions["idms_webhooks"]  # type: ignore[no-any-return]
 
 
+#: (endpoint, method) of the routes a task key opens, and of the admin routes.
+TASK_KEY_ROUTES = {("execute", "POST"), ("TaskJobs", "POST"), ("validate", "POST")}
+ADMIN_ROUTES = {("list_tasks", "GET"), ("get_task", "GET"), ("TaskJobs", "GET")}
+
+
 @blp.before_request
-def limit_body_size() -> None:
+def authenticate() -> None:
+    """Credentials first, before the body is even read: an unknown task is 404, a wrong
+    key 401, whatever the body holds. Job routes check their token or key in the view."""
     request.max_content_length = state().settings.max_body_size
+    route = ((request.endpoint or "").rpartition(".")[2], request.method)
+    if route in ADMIN_ROUTES:
+        require_admin()
+    elif route in TASK_KEY_ROUTES:
+        require_task_key(known_task((request.view_args or {})["task_id"]))
 
 
 @blp.errorhandler(StoreUnavailable)
@@ -217,7 +232,6 @@ def replay(claimed: Document, body_hash: str) -> Response:
 def start_job(task_id: str, body: dict[str, Any], route: str) -> Response:
     current = state()
     task = known_task(task_id)
-    require_task_key(task)
     parameters = resolve_parameters(task, body)
     scope = idempotency_scope(task, route, body)
     job_id = jobs.new_job_id()
@@ -272,19 +286,17 @@ def execute_answer(document: Document) -> Document:
 
 @blp.route("/tasks")
 @blp.response(200, TaskSchema(many=True))
-@documented_errors(401)
+@documented_errors(401, store=False)
 def list_tasks() -> Any:
     """List the tasks (admin)."""
-    require_admin()
     return [task_document(task) for task in state().tasks.values()]
 
 
 @blp.route("/tasks/<task_id>")
 @blp.response(200, TaskSchema)
-@documented_errors(401, 404)
+@documented_errors(401, 404, store=False)
 def get_task(task_id: str) -> Any:
     """A task's webhook URLs (with its key), parameters and body template (admin)."""
-    require_admin()
     return task_document(known_task(task_id))
 
 
@@ -314,7 +326,6 @@ class TaskJobs(MethodView):
     @documented_errors(401, 404, 422)
     def get(self, args: dict[str, int], task_id: str) -> Any:
         """Recent jobs of a task, newest first, paginated (admin)."""
-        require_admin()
         task = known_task(task_id)
         page, page_size = args["page"], args["page_size"]
         total, documents = state().store.history(task.id, (page - 1) * page_size, page_size)
@@ -347,11 +358,10 @@ class TaskJobs(MethodView):
 @blp.route("/tasks/<task_id>/validate", methods=["POST"])
 @blp.arguments(TriggerBodySchema, required=False)
 @blp.response(200, ValidateSchema)
-@documented_errors(400, 401, 404, 413, 415, 422)
+@documented_errors(400, 401, 404, 413, 415, 422, store=False)
 def validate(body: dict[str, Any], task_id: str) -> Any:
     """Resolve QueryParameters as a job would receive them; nothing is started."""
     task = known_task(task_id)
-    require_task_key(task)
     parameters = resolve_parameters(task, body)
     return {
         "TaskId": task.id,

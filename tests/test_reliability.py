@@ -203,3 +203,27 @@ def test_application_logs_never_show_keys_or_tokens(client, key, run_burst, capl
     for record in caplog.records:
         message = record.getMessage()
         assert key("boom") not in message and token not in message
+
+
+def test_a_cancel_the_task_never_looks_for_still_ends_cancelled(client, key, state, run_burst):
+    answer = client.post(
+        f"/idms/tasks/sleep/jobs?key={key('sleep')}", json={"QueryParameters": {"Seconds": 1.0}}
+    )
+    job_id = answer.get_json()["ExecuteId"]
+
+    def cancel_when_running() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            live = state.store.live(job_id)
+            if live and b'"in progress"' in live:
+                assert client.delete(f"/idms/jobs/{job_id}", headers=ADMIN).status_code == 202
+                return
+            time.sleep(0.02)
+
+    canceller = threading.Thread(target=cancel_when_running)
+    canceller.start()
+    run_burst()  # a SimpleWorker: RQ's stop command cannot reach it; the sleep runs to its end
+    canceller.join()
+    final = client.get(poll_path(answer.headers["Location"])).get_json()
+    assert final["Status"] == "cancelled"
+    assert final["Success"] is False

@@ -1,3 +1,5 @@
+import dataclasses
+
 from tests.conftest import poll_path
 
 
@@ -24,3 +26,29 @@ def test_polling_flow_in_process(client, key, run_burst):
         == 30
     )
     assert client.get(poll_path(location)).data == done.data
+
+
+def test_fixed_filters_reach_the_task_but_not_the_document(
+    app, client, key, run_burst, monkeypatch
+):
+    seen = {}
+    state = app.extensions["idms_webhooks"]
+    task = state.tasks["params"]
+    monkeypatch.setitem(
+        state.tasks, "params", dataclasses.replace(task, handler=lambda p, c: seen.update(p))
+    )
+    answer = client.post(
+        "/idms/tasks/params/jobs",
+        json={"QueryParameters": {"ImisId": 3}},
+        headers={"X-Webhook-Key": key("params")},
+    )
+    assert "Status" not in answer.get_json()["QueryParameters"]
+    run_burst()
+    assert seen["Status"] == "A" and seen["ImisId"] == 3 and seen["FirstName"] == "Ann"
+
+
+def test_credentials_are_checked_before_the_body_is_read(client, key):
+    hostile = {"data": "{not json", "content_type": "application/json"}
+    assert client.post("/idms/tasks/count/jobs", **hostile).status_code == 401
+    assert client.post("/idms/tasks/nope/jobs", **hostile).status_code == 404
+    assert client.post(f"/idms/tasks/count/jobs?key={key('count')}", **hostile).status_code == 400
