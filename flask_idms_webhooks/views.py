@@ -85,6 +85,18 @@ blp = HardenedBlueprint(
 )
 
 
+IDEMPOTENCY_KEY_DOC = blp.doc(
+    parameters=[
+        {
+            "in": "header",
+            "name": "Idempotency-Key",
+            "schema": {"type": "string", "maxLength": MAX_IDEMPOTENCY_KEY},
+            "description": "A repeat with the same key and body returns the first answer.",
+        }
+    ]
+)
+
+
 def state() -> WebhooksState:
     return current_app.extensions["idms_webhooks"]  # type: ignore[no-any-return]
 
@@ -303,16 +315,7 @@ def get_task(task_id: str) -> Any:
 @blp.route("/tasks/<task_id>/execute", methods=["POST"])
 @blp.arguments(TriggerBodySchema, required=False)
 @blp.response(200, ExecuteSchema)
-@blp.doc(
-    parameters=[
-        {
-            "in": "header",
-            "name": "Idempotency-Key",
-            "schema": {"type": "string", "maxLength": MAX_IDEMPOTENCY_KEY},
-            "description": "A repeat with the same key and body returns the first answer.",
-        }
-    ]
-)
+@IDEMPOTENCY_KEY_DOC
 @documented_errors(400, 401, 404, 413, 415, 422)
 def execute(body: dict[str, Any], task_id: str) -> Any:
     """Standard webhook: start a job, fire-and-forget (200 once it is queued)."""
@@ -339,16 +342,7 @@ class TaskJobs(MethodView):
 
     @blp.arguments(TriggerBodySchema, required=False)
     @blp.response(202, JobSchema, headers=POLL_HEADERS)
-    @blp.doc(
-        parameters=[
-            {
-                "in": "header",
-                "name": "Idempotency-Key",
-                "schema": {"type": "string", "maxLength": MAX_IDEMPOTENCY_KEY},
-                "description": "A repeat with the same key and body returns the first answer.",
-            }
-        ]
-    )
+    @IDEMPOTENCY_KEY_DOC
     @documented_errors(400, 401, 404, 413, 415, 422)
     def post(self, body: dict[str, Any], task_id: str) -> Any:
         """Asynchronous polling webhook: 202 with an absolute Location to poll."""

@@ -145,24 +145,29 @@ def test_long_jobs_get_hours_not_rqs_180_seconds(client, key, state, make_app):
     assert job.timeout == 90 * 60
 
 
-def test_cooperative_cancel_stops_a_running_job_on_a_simple_worker(client, key, state, run_burst):
-    answer = client.post(
-        f"/idms/tasks/count/jobs?key={key('count')}",
-        json={"QueryParameters": {"Count": 5000, "Delay": 0.002}},
-    )
-    job_id = answer.get_json()["ExecuteId"]
+def cancel_once_running(client, state, job_id: str) -> threading.Thread:
+    """A thread that cancels the job (DELETE, admin) as soon as it is in progress."""
 
     def cancel_when_running() -> None:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             live = state.store.live(job_id)
             if live and b'"in progress"' in live:
-                client.delete(f"/idms/jobs/{job_id}", headers=ADMIN)
+                assert client.delete(f"/idms/jobs/{job_id}", headers=ADMIN).status_code == 202
                 return
             time.sleep(0.02)
 
     canceller = threading.Thread(target=cancel_when_running)
     canceller.start()
+    return canceller
+
+
+def test_cooperative_cancel_stops_a_running_job_on_a_simple_worker(client, key, state, run_burst):
+    answer = client.post(
+        f"/idms/tasks/count/jobs?key={key('count')}",
+        json={"QueryParameters": {"Count": 5000, "Delay": 0.002}},
+    )
+    canceller = cancel_once_running(client, state, answer.get_json()["ExecuteId"])
     run_burst()
     canceller.join()
     final = client.get(poll_path(answer.headers["Location"])).get_json()
@@ -209,19 +214,7 @@ def test_a_cancel_the_task_never_looks_for_still_ends_cancelled(client, key, sta
     answer = client.post(
         f"/idms/tasks/sleep/jobs?key={key('sleep')}", json={"QueryParameters": {"Seconds": 1.0}}
     )
-    job_id = answer.get_json()["ExecuteId"]
-
-    def cancel_when_running() -> None:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            live = state.store.live(job_id)
-            if live and b'"in progress"' in live:
-                assert client.delete(f"/idms/jobs/{job_id}", headers=ADMIN).status_code == 202
-                return
-            time.sleep(0.02)
-
-    canceller = threading.Thread(target=cancel_when_running)
-    canceller.start()
+    canceller = cancel_once_running(client, state, answer.get_json()["ExecuteId"])
     run_burst()  # a SimpleWorker: RQ's stop command cannot reach it; the sleep runs to its end
     canceller.join()
     final = client.get(poll_path(answer.headers["Location"])).get_json()
