@@ -268,26 +268,32 @@ class JobManager:
 
     # -- the web side -------------------------------------------------------------------
     def trigger(
-        self,
-        task: Task,
-        parameters: Mapping[str, ResolvedParameter],
-        base_url: str,
-        job_id: str | None = None,
+        self, task: Task, parameters: Mapping[str, ResolvedParameter], base_url: str
     ) -> Document:
-        """Start a job: build its document, write it and enqueue (one round trip)."""
-        job_id = job_id or new_job_id()
-        document = new_document(
+        """Start a job now: its document, written and enqueued in one round trip."""
+        document = self.prepare(task, parameters, base_url)
+        self.submit(task, document)
+        return document
+
+    def prepare(
+        self, task: Task, parameters: Mapping[str, ResolvedParameter], base_url: str
+    ) -> Document:
+        """A new job's document (a fresh id, its polling URL); nothing is written yet."""
+        job_id = new_job_id()
+        return new_document(
             job_id=job_id,
             task_id=task.id,
             parameters=parameters,
             polling_url=self.polling_url(base_url, job_id),
             retry_after=task.retry_after or self.state.settings.retry_after,
         )
-        self.submit(task, document)
-        return document
 
-    def submit(self, task: Task, document: Document) -> None:
-        """Write a new job's record and enqueue it, in one pipelined transaction."""
+    def submit(self, task: Task, document: Document, claim_key: str | None = None) -> None:
+        """Write a new job's record and enqueue it, in one pipelined transaction.
+
+        If that fails, the ``Idempotency-Key`` claim made for it is released, so that the
+        caller's retry can start the job.
+        """
         settings = self.state.settings
         job_id = document["ExecuteId"]
         timeout = task.timeout or settings.job_timeout
@@ -304,7 +310,15 @@ class JobManager:
                 pipeline=pipe,
             )
 
-        self.store.create(document, live_ttl=timeout + settings.result_ttl, enqueue=enqueue)
+        try:
+            self.store.create(document, live_ttl=timeout + settings.result_ttl, enqueue=enqueue)
+        except StoreUnavailable:
+            if claim_key is not None:
+                try:
+                    self.store.release(claim_key)
+                except StoreUnavailable:
+                    logger.warning("Idempotency-Key claim of job %s not released", job_id)
+            raise
 
     def polling_url(self, base_url: str, job_id: str) -> str:
         prefix = self.state.settings.url_prefix

@@ -14,7 +14,6 @@ from flask.views import MethodView
 from flask_smorest import abort
 from flask_smorest.error_handler import ErrorSchema
 
-from . import jobs
 from .bodies import HardenedBlueprint
 from .errors import ParameterError, StoreUnavailable
 from .schemas import (
@@ -242,31 +241,24 @@ def replay(claimed: Document, body_hash: str) -> Response:
 
 
 def start_job(task_id: str, body: dict[str, Any], route: str) -> Response:
+    """Start a job (or replay the first answer of an ``Idempotency-Key``)."""
     current = state()
     task = known_task(task_id)
     parameters = resolve_parameters(task, body)
     scope = idempotency_scope(task, route, body)
-    job_id = jobs.new_job_id()
-    polling_url = current.jobs.polling_url(base_url(), job_id)
-    retry_after = task.retry_after or current.settings.retry_after
+    document = current.jobs.prepare(task, parameters, base_url())
     if route == "polling":
-        status, headers = 202, {"Location": polling_url, "Retry-After": str(retry_after)}
+        status, answer = 202, dumps(document)
+        headers = {"Location": document["PollingUrl"], "Retry-After": str(document["RetryAfter"])}
     else:
-        status, headers = 200, {}
+        status, answer, headers = 200, dumps(execute_answer(document)), {}
+    claim_key = None
     if scope is not None:
         claim_key, body_hash = scope
-        document = jobs.new_document(
-            job_id=job_id,
-            task_id=task.id,
-            parameters=parameters,
-            polling_url=polling_url,
-            retry_after=retry_after,
-        )
-        answer = dumps(document if route == "polling" else execute_answer(document))
         claimed = current.store.claim(
             claim_key,
             {
-                "ExecuteId": job_id,
+                "ExecuteId": document["ExecuteId"],
                 "BodyHash": body_hash,
                 "Status": status,
                 "Headers": headers,
@@ -275,17 +267,7 @@ def start_job(task_id: str, body: dict[str, Any], route: str) -> Response:
         )
         if claimed is not None:
             return replay(claimed, body_hash)
-        try:
-            current.jobs.submit(task, document)
-        except StoreUnavailable:
-            try:
-                current.store.release(claim_key)
-            except StoreUnavailable:
-                current_app.logger.warning("Idempotency-Key claim of job %s not released", job_id)
-            raise
-        return json_response(answer, status, headers)
-    document = current.jobs.trigger(task, parameters, base_url(), job_id=job_id)
-    answer = dumps(document if route == "polling" else execute_answer(document))
+    current.jobs.submit(task, document, claim_key=claim_key)
     return json_response(answer, status, headers)
 
 

@@ -166,18 +166,18 @@ def test_keys_are_remembered_for_24_hours(trigger, state):
 
 
 def test_a_job_that_could_not_be_queued_does_not_hold_its_key(trigger, state, monkeypatch):
-    real_submit = state.jobs.submit
+    real_create = state.store.create
 
     def unavailable(*args: Any, **kwargs: Any) -> None:
         raise StoreUnavailable("simulated: Redis stalled")
 
-    monkeypatch.setattr(state.jobs, "submit", unavailable)
+    monkeypatch.setattr(state.store, "create", unavailable)
     refused = trigger("jobs", "k")
     assert refused.status_code == 503
     assert refused.headers["Retry-After"].isdigit()
     assert refused.get_json()["code"] == 503
     assert (state.queue.count, jobs_of(state)) == (0, 0)
-    monkeypatch.setattr(state.jobs, "submit", real_submit)
+    monkeypatch.setattr(state.store, "create", real_create)
     retried = trigger("jobs", "k")
     assert retried.status_code == 202
     assert (state.queue.count, jobs_of(state)) == (1, 1)
