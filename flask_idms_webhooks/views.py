@@ -111,10 +111,13 @@ def authenticate() -> None:
     key 401, whatever the body holds. Job routes check their token or key in the view."""
     request.max_content_length = state().settings.max_body_size
     route = ((request.endpoint or "").rpartition(".")[2], request.method)
+    task_id = (request.view_args or {}).get("task_id")
     if route in ADMIN_ROUTES:
         require_admin()
+        if task_id is not None:
+            known_task(task_id)
     elif route in TASK_KEY_ROUTES:
-        require_task_key(known_task((request.view_args or {})["task_id"]))
+        require_task_key(known_task(task_id or ""))
 
 
 @blp.errorhandler(StoreUnavailable)

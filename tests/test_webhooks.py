@@ -1,6 +1,6 @@
 import dataclasses
 
-from tests.conftest import poll_path
+from tests.conftest import ADMIN, poll_path
 
 
 def test_polling_flow_in_process(client, key, run_burst):
@@ -52,3 +52,9 @@ def test_credentials_are_checked_before_the_body_is_read(client, key):
     assert client.post("/idms/tasks/count/jobs", **hostile).status_code == 401
     assert client.post("/idms/tasks/nope/jobs", **hostile).status_code == 404
     assert client.post(f"/idms/tasks/count/jobs?key={key('count')}", **hostile).status_code == 400
+
+
+def test_admin_routes_check_the_token_then_the_task_then_the_query(client):
+    assert client.get("/idms/tasks/nope/jobs?page=0").status_code == 401
+    assert client.get("/idms/tasks/nope/jobs?page=0", headers=ADMIN).status_code == 404
+    assert client.get("/idms/tasks/count/jobs?page=0", headers=ADMIN).status_code == 422
