@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from .errors import ParameterError
 from .extension import state_of
 from .worker import Reaper, make_worker
 
@@ -54,6 +57,37 @@ def reap_command() -> None:
     """Seal, once, every running job whose heartbeat stopped."""
     reaped = state_of(current_app).jobs.reap()
     click.echo(f"sealed {reaped} job(s) whose worker died")
+
+
+@cli.command("trigger")
+@click.argument("task_id")
+@click.option(
+    "--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
+    help="A QueryParameters value (JSON, else a string); repeat for more.",
+)  # fmt: skip
+@click.option("--base-url", default="http://127.0.0.1:8000", show_default=True)
+@with_appcontext
+def trigger_command(task_id: str, params: tuple[str, ...], base_url: str) -> None:
+    """Start a job of TASK_ID (as the polling webhook would) and print its polling URL."""
+    state = state_of(current_app)
+    task = state.tasks.get(task_id)
+    if task is None:
+        raise click.BadParameter(f"no task {task_id!r}", param_hint="TASK_ID")
+    supplied: dict[str, object] = {}
+    for item in params:
+        name, sep, raw = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--param")
+        try:
+            supplied[name] = json.loads(raw)
+        except ValueError:
+            supplied[name] = raw
+    try:
+        resolved = state.parameters[task_id].resolve(supplied)
+    except ParameterError as error:
+        raise click.UsageError(f"invalid QueryParameters: {json.dumps(error.errors)}") from None
+    document = state.jobs.trigger(task, resolved, state.settings.public_url or base_url)
+    click.echo(document["PollingUrl"])
 
 
 @cli.command("tasks")
