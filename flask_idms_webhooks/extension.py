@@ -211,10 +211,13 @@ class IdmsWebhooks:
             )
 
         from .cli import cli
-        from .views import blp
+        from .views import SECURITY_SCHEMES, blp
 
         if api is None:
             api = self._standalone_api(app, settings)
+        for name, scheme in SECURITY_SCHEMES.items():
+            if name not in api.spec.components.security_schemes:
+                api.spec.components.security_scheme(name, scheme)
         api.register_blueprint(blp, url_prefix=settings.url_prefix or None)
         app.register_blueprint(_assets_blueprint(), url_prefix=settings.url_prefix or None)
         if "idms-webhooks" not in app.cli.commands:

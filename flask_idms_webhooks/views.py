@@ -96,6 +96,32 @@ IDEMPOTENCY_KEY_DOC = blp.doc(
 )
 
 
+#: OpenAPI security schemes (registered by the extension), so "Authorize" in Swagger UI works.
+SECURITY_SCHEMES = {
+    "IdmsBearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The task key (webhooks, poll, cancel) or the admin token (admin routes).",
+    },
+    "IdmsWebhookKey": {"type": "apiKey", "in": "header", "name": "X-Webhook-Key"},
+    "IdmsKeyQuery": {"type": "apiKey", "in": "query", "name": "key"},
+    "IdmsJobToken": {
+        "type": "apiKey",
+        "in": "query",
+        "name": "token",
+        "description": "The job's read-only token, part of its Location / PollingUrl.",
+    },
+}
+TASK_KEY: list[dict[str, list[str]]] = [
+    {"IdmsBearer": []},
+    {"IdmsWebhookKey": []},
+    {"IdmsKeyQuery": []},
+]
+ADMIN_ONLY = blp.doc(security=[{"IdmsBearer": []}])
+TASK_KEY_ONLY = blp.doc(security=TASK_KEY)
+JOB_READER = blp.doc(security=[{"IdmsJobToken": []}, *TASK_KEY])
+
+
 def state() -> WebhooksState:
     return current_app.extensions["idms_webhooks"]  # type: ignore[no-any-return]
 
@@ -282,6 +308,7 @@ def execute_answer(document: Document) -> Document:
 
 
 @blp.route("/tasks")
+@ADMIN_ONLY
 @blp.response(200, TaskSchema(many=True))
 @documented_errors(401, store=False)
 def list_tasks() -> Any:
@@ -290,6 +317,7 @@ def list_tasks() -> Any:
 
 
 @blp.route("/tasks/<task_id>")
+@ADMIN_ONLY
 @blp.response(200, TaskSchema)
 @documented_errors(401, 404, store=False)
 def get_task(task_id: str) -> Any:
@@ -298,6 +326,7 @@ def get_task(task_id: str) -> Any:
 
 
 @blp.route("/tasks/<task_id>/execute", methods=["POST"])
+@TASK_KEY_ONLY
 @blp.arguments(TriggerBodySchema, required=False)
 @blp.response(200, ExecuteSchema)
 @IDEMPOTENCY_KEY_DOC
@@ -309,6 +338,7 @@ def execute(body: dict[str, Any], task_id: str) -> Any:
 
 @blp.route("/tasks/<task_id>/jobs")
 class TaskJobs(MethodView):
+    @ADMIN_ONLY
     @blp.arguments(JobListArgsSchema, location="query")
     @blp.response(200, JobListSchema)
     @documented_errors(401, 404, 422)
@@ -325,6 +355,7 @@ class TaskJobs(MethodView):
             "Jobs": [json.loads(document) for document in documents],
         }
 
+    @TASK_KEY_ONLY
     @blp.arguments(TriggerBodySchema, required=False)
     @blp.response(202, JobSchema, headers=POLL_HEADERS)
     @IDEMPOTENCY_KEY_DOC
@@ -335,6 +366,7 @@ class TaskJobs(MethodView):
 
 
 @blp.route("/tasks/<task_id>/validate", methods=["POST"])
+@TASK_KEY_ONLY
 @blp.arguments(TriggerBodySchema, required=False)
 @blp.response(200, ValidateSchema)
 @documented_errors(400, 401, 404, 413, 415, 422, store=False)
@@ -350,6 +382,7 @@ def validate(body: dict[str, Any], task_id: str) -> Any:
 
 @blp.route("/jobs/<job_id>")
 class JobResource(MethodView):
+    @JOB_READER
     @blp.response(200, JobSchema, description="The job has finished (whatever its outcome).")
     @blp.alt_response(
         202,
@@ -358,12 +391,6 @@ class JobResource(MethodView):
         headers=POLL_HEADERS,
         success=True,
     )
-    @blp.doc(
-        parameters=[
-            {"in": "query", "name": "token", "schema": {"type": "string"},
-             "description": "The job's read-only token (part of Location)."},
-        ]
-    )  # fmt: skip
     @documented_errors(401, 404)
     def get(self, job_id: str) -> Any:
         """Poll a job: 202 while queued or running, then 200 with the final document."""
@@ -390,6 +417,7 @@ class JobResource(MethodView):
             unauthorized("The key is not valid for this job's task.")
         return job_response(body, finished, document)
 
+    @TASK_KEY_ONLY
     @blp.response(202, JobSchema, description="Cancellation requested (a queued job is cancelled).")
     @documented_errors(401, 404, 409)
     def delete(self, job_id: str) -> Any:

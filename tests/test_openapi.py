@@ -98,3 +98,22 @@ def test_swagger_ui_works_offline(client):
         asset = client.get(source)
         assert asset.status_code == 200 and len(asset.data) > 1000, source
         asset.close()
+
+
+def test_every_operation_says_which_credentials_open_it(client):
+    document = spec(client)
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["IdmsWebhookKey"] == {"type": "apiKey", "in": "header", "name": "X-Webhook-Key"}
+    assert schemes["IdmsJobToken"]["in"] == "query" and schemes["IdmsJobToken"]["name"] == "token"
+    for path, method in CONTRACT:
+        names = {
+            name
+            for requirement in document["paths"][path][method]["security"]
+            for name in requirement
+        }
+        if path.startswith("/idms/jobs/") and method == "get":
+            assert {"IdmsJobToken", "IdmsWebhookKey", "IdmsKeyQuery", "IdmsBearer"} == names
+        elif method == "get":  # the admin routes
+            assert names == {"IdmsBearer"}, path
+        else:
+            assert {"IdmsWebhookKey", "IdmsKeyQuery", "IdmsBearer"} == names, (path, method)
