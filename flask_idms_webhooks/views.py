@@ -213,11 +213,25 @@ def json_response(body: bytes, status: int, headers: dict[str, str] | None = Non
     return Response(body, status=status, mimetype="application/json", headers=headers)
 
 
-def job_response(body: bytes, finished: bool, document: Document | None = None) -> Response:
+def find_job(job_id: str) -> tuple[bytes, bool, Document]:
+    """(document bytes, finished, document) of a job; 404 once it is gone."""
+    found = state().jobs.current(job_id)
+    if found is None:
+        abort(404, message="No such job, or its record has expired.")
+    body, finished, document = found  # type: ignore[misc]
+    return body, finished, document if document is not None else json.loads(body)
+
+
+def require_job_task_key(document: Document) -> None:
+    task = state().tasks.get(document["TaskId"])
+    if task is None or not state().credentials.check_task_key(task, presented_task_key(request)):
+        unauthorized("The key is not valid for this job's task.")
+
+
+def job_response(body: bytes, finished: bool, document: Document) -> Response:
     """200 with a finished document; 202 with Location and Retry-After while it runs."""
     if finished:
         return json_response(body, 200)
-    document = document if document is not None else json.loads(body)
     return json_response(
         body,
         202,
@@ -394,27 +408,15 @@ class JobResource(MethodView):
     @documented_errors(401, 404)
     def get(self, job_id: str) -> Any:
         """Poll a job: 202 while queued or running, then 200 with the final document."""
-        current = state()
         token = request.args.get("token")
         if token is not None:
-            if not current.credentials.check_job_token(job_id, token):
+            if not state().credentials.check_job_token(job_id, token):
                 unauthorized("This job token is not valid for this job.")
-            found = current.jobs.current(job_id)
-            if found is None:
-                abort(404, message="No such job, or its record has expired.")
-            return job_response(*found)  # type: ignore[misc]
+            return job_response(*find_job(job_id))
         if presented_task_key(request) is None:
             unauthorized("A job token (?token=) or the task's key is required.")
-        found = current.jobs.current(job_id)
-        if found is None:
-            abort(404, message="No such job, or its record has expired.")
-        body, finished, document = found  # type: ignore[misc]
-        document = document if document is not None else json.loads(body)
-        task = current.tasks.get(document["TaskId"])
-        if task is None or not current.credentials.check_task_key(
-            task, presented_task_key(request)
-        ):
-            unauthorized("The key is not valid for this job's task.")
+        body, finished, document = find_job(job_id)
+        require_job_task_key(document)
         return job_response(body, finished, document)
 
     @TASK_KEY_ONLY
@@ -426,17 +428,9 @@ class JobResource(MethodView):
         is_admin = current.credentials.admin_configured and current.credentials.check_admin(request)
         if not is_admin and presented_task_key(request) is None:
             unauthorized("The task's key or an admin token is required.")
-        found = current.jobs.current(job_id)
-        if found is None:
-            abort(404, message="No such job, or its record has expired.")
-        body, finished, document = found  # type: ignore[misc]
-        document = document if document is not None else json.loads(body)
+        _, finished, document = find_job(job_id)
         if not is_admin:
-            task = current.tasks.get(document["TaskId"])
-            if task is None or not current.credentials.check_task_key(
-                task, presented_task_key(request)
-            ):
-                unauthorized("The key is not valid for this job's task.")
+            require_job_task_key(document)
         if finished:
             abort(409, message="The job has already finished.", errors={"Job": document})
         return json_response(current.jobs.cancel(job_id, document), 202)

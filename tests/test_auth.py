@@ -66,6 +66,18 @@ def token_of(location: str) -> str:
     return parse_qs(urlsplit(location).query)["token"][0]
 
 
+#: The three ways a caller may present a task key.
+KEY_WAYS = pytest.mark.parametrize(
+    "how",
+    [
+        lambda k: {"headers": {"Authorization": f"Bearer {k}"}},
+        lambda k: {"headers": {"X-Webhook-Key": k}},
+        lambda k: {"query_string": {"key": k}},
+    ],
+    ids=["bearer", "header", "query"],
+)
+
+
 # -- task keys on the webhooks ------------------------------------------------------------
 
 
@@ -76,15 +88,7 @@ def test_no_key_is_401(client, nothing_started, route):
 
 
 @pytest.mark.parametrize("route", WEBHOOKS)
-@pytest.mark.parametrize(
-    "how",
-    [
-        lambda k: {"headers": {"Authorization": f"Bearer {k}"}},
-        lambda k: {"headers": {"X-Webhook-Key": k}},
-        lambda k: {"query_string": {"key": k}},
-    ],
-    ids=["bearer", "header", "query"],
-)
+@KEY_WAYS
 def test_a_wrong_key_is_401_however_it_is_sent(client, key, nothing_started, route, how):
     for wrong in ("wrong", key("count") + "x", key("count")[:-1], key("boom"), " "):
         answer = client.post(f"/idms/tasks/count/{route}", json=BODY, **how(wrong))
@@ -110,15 +114,7 @@ def test_a_mangled_query_key_is_401_not_500(client, nothing_started):
     nothing_started()
 
 
-@pytest.mark.parametrize(
-    "how",
-    [
-        lambda k: {"headers": {"Authorization": f"Bearer {k}"}},
-        lambda k: {"headers": {"X-Webhook-Key": k}},
-        lambda k: {"query_string": {"key": k}},
-    ],
-    ids=["bearer", "header", "query"],
-)
+@KEY_WAYS
 def test_the_key_is_accepted_as_bearer_header_or_query(client, key, state, how):
     assert (
         client.post("/idms/tasks/count/validate", json=BODY, **how(key("count"))).status_code == 200
@@ -334,15 +330,7 @@ def test_a_good_token_whose_sealed_record_is_gone_is_404(client, start, state, r
     assert_error(client.get(poll_path(location)), 404)
 
 
-@pytest.mark.parametrize(
-    "how",
-    [
-        lambda k: {"headers": {"Authorization": f"Bearer {k}"}},
-        lambda k: {"headers": {"X-Webhook-Key": k}},
-        lambda k: {"query_string": {"key": k}},
-    ],
-    ids=["bearer", "header", "query"],
-)
+@KEY_WAYS
 def test_the_task_key_can_poll_instead_of_a_token(client, key, start, how):
     job_id, _ = start()
     answer = client.get(f"/idms/jobs/{job_id}", **how(key("count")))
