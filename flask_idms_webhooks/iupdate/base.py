@@ -1,0 +1,71 @@
+"""What the engine needs of a source and of a target; adapters implement these."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..errors import IdmsWebhooksError
+from ..tasks import FilterRow
+
+#: One source row: column name -> value (None for an absent value).
+Row = dict[str, Any]
+#: A record found in a target: opaque to the engine, handed back to update/delete.
+Record = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class FilterValue:
+    """One filter row of the source query with its resolved value, in query order.
+
+    ``value`` is None for a blank; a list for ``Between`` (two) and ``In``.
+    """
+
+    key: str  # the QueryParameters key (column, qualified name or explicit key)
+    row: FilterRow
+    value: Any
+
+
+@dataclass
+class Page:
+    rows: list[Row]
+    #: How many rows the whole source has, when known (IQA ``TotalCount``, SQL COUNT).
+    total: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class SourceReadError(IdmsWebhooksError):
+    """The source could not be read: the job fails with this message."""
+
+
+class RowWriteError(IdmsWebhooksError):
+    """One row could not be written (or matched): counted as a row error, the job goes on."""
+
+
+class TargetUnavailable(IdmsWebhooksError):
+    """The target cannot be reached at all (after retries): the job fails."""
+
+
+class SourceAdapter(Protocol):
+    def pages(self, filters: Sequence[FilterValue]) -> Iterator[Page]:
+        """The rows, page by page (memory flat whatever the row count); the first page
+        carries ``total`` when the source knows it. Raises ``SourceReadError``."""
+        ...
+
+
+class TargetAdapter(Protocol):
+    def find(self, criteria: Mapping[str, Any]) -> list[Record]:
+        """Records whose fields equal ``criteria`` (target field -> value)."""
+        ...
+
+    def insert(self, values: Mapping[str, Any]) -> None: ...
+
+    def update(self, record: Record, values: Mapping[str, Any]) -> None: ...
+
+    def delete(self, record: Record) -> None: ...
+
+    def batch(self) -> AbstractContextManager[None]:
+        """Around one page of writes: a transaction for SQL, nothing for iMIS."""
+        ...
