@@ -24,7 +24,7 @@ from .parameters import QueryParameterSet
 from .security import AdminCheck, Credentials
 from .store import JobStore
 from .taskfile import load_task_file
-from .tasks import TASK_ID, FilterRow, Handler, Task
+from .tasks import TASK_ID, Chain, FilterRow, Handler, Task, chain_errors
 
 logger = logging.getLogger("flask_idms_webhooks")
 
@@ -151,6 +151,8 @@ class IdmsWebhooks:
         retry_after: int | None = None,
         key: str | None = None,
         key_version: int = 1,
+        on_success: Iterable[str] = (),
+        on_failure: Iterable[str] = (),
     ) -> Callable[[Handler], Handler]:
         """Decorator: the function becomes a task's work, called with the resolved
         QueryParameters and a :class:`~flask_idms_webhooks.JobContext`."""
@@ -167,6 +169,7 @@ class IdmsWebhooks:
                     retry_after=retry_after,
                     key=key,
                     key_version=key_version,
+                    chain=Chain(on_success=tuple(on_success), on_failure=tuple(on_failure)),
                 )
             )
             return handler
@@ -195,6 +198,10 @@ class IdmsWebhooks:
                         key="id",
                     )
                 tasks[task.id] = task
+        bad_chain = chain_errors(tasks)
+        if bad_chain is not None:
+            task_id, key, message = bad_chain
+            raise TaskLoadError(message, source=settings.tasks_file or "", task=task_id, key=key)
         state = WebhooksState(
             settings=settings,
             credentials=Credentials(settings.secret_key, settings.admin_token, self._admin_check),

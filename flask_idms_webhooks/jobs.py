@@ -10,7 +10,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from flask import current_app
@@ -19,9 +19,9 @@ from rq import Queue
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 
-from .errors import JobCancelled, StoreUnavailable
+from .errors import JobCancelled, ParameterError, StoreUnavailable
 from .parameters import ResolvedParameter
-from .store import Document, JobStore, dumps
+from .store import MAX_STORED_ROW_ERRORS, Document, JobStore, dumps
 from .tasks import Task
 
 if TYPE_CHECKING:
@@ -72,6 +72,7 @@ def new_document(
         "UpdatedCount": 0,
         "SkippedCount": 0,
         "ErrorCount": 0,
+        "DeletedCount": 0,
         "Errors": [],
         "QueryParameters": {key: value.as_document() for key, value in parameters.items()},
         "CreatedOn": now,
@@ -137,6 +138,7 @@ class JobContext:
             **{key: value["Value"] for key, value in document["QueryParameters"].items()},
         }
         self._max_row_errors = max_row_errors
+        self._pending_errors: list[Document] = []
         self._done: int | None = None
         self._last_flush = time.monotonic()
         self._last_percent = 0
@@ -160,23 +162,36 @@ class JobContext:
             self._document["StatusDescription"] = description
         self._flush()
 
-    def count(self, *, inserted: int = 0, updated: int = 0, skipped: int = 0) -> None:
-        """Count processed rows into exactly one outcome each."""
+    def count(
+        self, *, inserted: int = 0, updated: int = 0, skipped: int = 0, deleted: int = 0
+    ) -> None:
+        """Count processed rows into exactly one outcome each (a delete counts as updated,
+        and in DeletedCount too)."""
         doc = self._document
         doc["InsertedCount"] += inserted
-        doc["UpdatedCount"] += updated
+        doc["UpdatedCount"] += updated + deleted
+        doc["DeletedCount"] += deleted
         doc["SkippedCount"] += skipped
-        doc["ProcessedCount"] += inserted + updated + skipped
+        doc["ProcessedCount"] += inserted + updated + skipped + deleted
         self._flush()
 
     def row_error(self, row: int, message: str) -> None:
-        """Count a row that failed; the first few errors are kept in the record."""
+        """Count a row that failed. The first IDMS_WEBHOOKS_MAX_ROW_ERRORS errors are kept in
+        the record, and up to 10,000 for the job's errors.csv."""
         doc = self._document
         doc["ErrorCount"] += 1
         doc["ProcessedCount"] += 1
+        error = {"Row": row, "Message": str(message)[:1000]}
         if len(doc["Errors"]) < self._max_row_errors:
-            doc["Errors"].append({"Row": row, "Message": str(message)[:1000]})
+            doc["Errors"].append(error)
+        if doc["ErrorCount"] <= MAX_STORED_ROW_ERRORS:
+            self._pending_errors.append(error)
         self._flush()
+
+    def take_row_errors(self) -> list[Document]:
+        """The row errors not yet written to the store (they go with the next write)."""
+        pending, self._pending_errors = self._pending_errors, []
+        return pending
 
     def check_cancelled(self) -> None:
         """Raise ``JobCancelled`` if the job was cancelled (a Redis read at most every 0.5 s)."""
@@ -213,9 +228,11 @@ class JobContext:
             )
         doc["UpdatedOn"] = utc_now()
         self._last_flush, self._last_percent = now, percent
+        row_errors = self.take_row_errors()
         try:
-            cancelled = self._store.update(doc)
+            cancelled = self._store.update(doc, row_errors)
         except StoreUnavailable:
+            self._pending_errors[:0] = row_errors  # written with the next write, or the seal
             logger.warning("progress of job %s not written; Redis unavailable", self.job_id)
             return
         if cancelled:
@@ -356,7 +373,13 @@ class JobManager:
         document = dict(document, StatusDescription="Cancellation requested")
         return dumps(document)
 
-    def seal(self, document: Document, status: str, error: tuple[str, str] | None = None) -> bytes:
+    def seal(
+        self,
+        document: Document,
+        status: str,
+        error: tuple[str, str] | None = None,
+        row_errors: Sequence[Document] = (),
+    ) -> bytes:
         """Seal a job once; answers the sealed document (the earlier one if it lost a race).
 
         Retried briefly: a job's end must not be lost to a passing Redis hiccup.
@@ -364,7 +387,7 @@ class JobManager:
         final = finish(document, status, error)
         for attempt in range(SEAL_ATTEMPTS):
             try:
-                if self.store.seal(final):
+                if self.store.seal(final, row_errors):
                     return dumps(final)
                 sealed, _, _ = self.store.read(final["ExecuteId"])
                 return sealed or dumps(final)
@@ -403,23 +426,49 @@ class JobManager:
             fixed=self.state.parameters[task.id].fixed_values(),
         )
         with Heartbeat(self.store, job_id):
-            try:
-                task.handler(context.parameters, context)
-            except JobCancelled:
-                self.seal(context.document, CANCELLED, CANCELLED_BY_REQUEST)
-            except Exception as error:
-                logger.exception("job %s of task %s failed", job_id, task.id)
-                self.seal(
-                    context.document,
-                    FAILED,
-                    (type(error).__name__, str(error) or type(error).__name__),
-                )
-            else:
-                # A cancel the task never looked for (it ran to the end) still ends cancelled.
-                if self.store.cancel_requested(job_id):
-                    self.seal(context.document, CANCELLED, CANCELLED_BY_REQUEST)
-                else:
-                    self.seal(context.document, SUCCEEDED)
+            status, error = self._perform(task, context)
+            if status != CANCELLED:
+                # The children are started, and listed, before the parent is sealed.
+                context.document["Chain"] = self._start_chain(task, status, context)
+            self.seal(context.document, status, error, context.take_row_errors())
+
+    def _perform(self, task: Task, context: JobContext) -> tuple[str, tuple[str, str] | None]:
+        """Run the task; answers its outcome (status, error)."""
+        try:
+            task.handler(context.parameters, context)
+        except JobCancelled:
+            return CANCELLED, CANCELLED_BY_REQUEST
+        except Exception as error:
+            logger.exception("job %s of task %s failed", context.job_id, task.id)
+            return FAILED, (type(error).__name__, str(error) or type(error).__name__)
+        # A cancel the task never looked for (it ran to the end) still ends cancelled.
+        if self.store.cancel_requested(context.job_id):
+            return CANCELLED, CANCELLED_BY_REQUEST
+        return SUCCEEDED, None
+
+    def _start_chain(self, task: Task, status: str, context: JobContext) -> list[Document]:
+        """Start the tasks chained to this outcome; answers the parent's Chain entries."""
+        children = task.chain.on_success if status == SUCCEEDED else task.chain.on_failure
+        polling_url: str = context.document["PollingUrl"]
+        base_url = polling_url[: polling_url.index(f"{self.state.settings.url_prefix}/jobs/")]
+        return [self._start_child(child, context.parameters, base_url) for child in children]
+
+    def _start_child(self, child_id: str, values: Mapping[str, Any], base_url: str) -> Document:
+        """Start one chained task with the parent's values for the keys it shares."""
+        entry: Document = {"TaskId": child_id, "ExecuteId": None, "PollingUrl": None, "Error": None}
+        child = self.state.tasks.get(child_id)
+        if child is None:
+            return dict(entry, Error=f"No task {child_id!r}.")
+        parameter_set = self.state.parameters[child_id]
+        passed = {key: value for key, value in values.items() if key in parameter_set.rows}
+        try:
+            document = self.trigger(child, parameter_set.resolve(passed), base_url)
+        except ParameterError as error:
+            return dict(entry, Error=f"Invalid QueryParameters: {json.dumps(error.errors)}")
+        except StoreUnavailable:
+            logger.warning("chained task %s not started: Redis unavailable", child_id)
+            return dict(entry, Error="Not started: the job store (Redis) was unavailable.")
+        return dict(entry, ExecuteId=document["ExecuteId"], PollingUrl=document["PollingUrl"])
 
     def seal_abandoned(self, job_id: str, cause: tuple[str, str]) -> None:
         """Seal a job whose process ended without sealing it (cancelled if that was asked)."""

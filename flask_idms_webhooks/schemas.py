@@ -55,6 +55,9 @@ class JobSchema(Schema):
     UpdatedCount = fields.Integer()
     SkippedCount = fields.Integer()
     ErrorCount = fields.Integer()
+    DeletedCount = fields.Integer(
+        metadata={"description": "Records deleted (a Delete task); also counted in UpdatedCount."}
+    )
     Errors = fields.List(fields.Nested(RowErrorSchema))
     QueryParameters = fields.Dict(keys=fields.String(), values=fields.Nested(ParameterValueSchema))
     CreatedOn = fields.String()

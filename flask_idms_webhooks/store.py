@@ -8,6 +8,7 @@ Keys (``idms:`` prefix):
 - ``cancel:{id}`` a cancellation request;
 - ``running``     a sorted set of running job ids (the reaper's work list);
 - ``history:{task}`` a sorted set of a task's job ids by creation time;
+- ``errors:{id}`` a list of the job's row errors (JSON), up to ``MAX_STORED_ROW_ERRORS``;
 - ``idem:{task}:{route}:{hash}`` an ``Idempotency-Key`` claim.
 """
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
 
@@ -26,6 +27,7 @@ from .errors import StoreUnavailable
 
 PREFIX = "idms:"
 IDEMPOTENCY_TTL = 24 * 3600
+MAX_STORED_ROW_ERRORS = 10_000
 
 Document = dict[str, Any]
 
@@ -66,6 +68,10 @@ class JobStore:
     @staticmethod
     def cancel_key(job_id: str) -> str:
         return f"{PREFIX}cancel:{job_id}"
+
+    @staticmethod
+    def errors_key(job_id: str) -> str:
+        return f"{PREFIX}errors:{job_id}"
 
     @staticmethod
     def history_key(task_id: str) -> str:
@@ -118,15 +124,28 @@ class JobStore:
             written, _, _ = pipe.execute()
         return bool(written)
 
-    def update(self, document: Document) -> bool:
-        """Write a running job's progress; answers whether it was cancelled meanwhile."""
+    def update(self, document: Document, row_errors: Sequence[Document] = ()) -> bool:
+        """Write a running job's progress and its new row errors; answers whether it was
+        cancelled meanwhile."""
         job_id = document["ExecuteId"]
         with available(), self.redis.pipeline(transaction=False) as pipe:
+            pipe.exists(self.cancel_key(job_id))
             pipe.set(self.live_key(job_id), dumps(document), xx=True, keepttl=True)
             pipe.set(self.heartbeat_key(job_id), b"1", ex=self.heartbeat_timeout)
-            pipe.exists(self.cancel_key(job_id))
-            _, _, cancelled = pipe.execute()
+            self._push_errors(pipe, job_id, row_errors)
+            cancelled = pipe.execute()[0]
         return bool(cancelled)
+
+    def _push_errors(self, pipe: Pipeline, job_id: str, row_errors: Sequence[Document]) -> None:
+        if row_errors:
+            pipe.rpush(self.errors_key(job_id), *(dumps(error) for error in row_errors))
+            pipe.expire(self.errors_key(job_id), self.result_ttl + 86400)
+
+    def row_errors(self, job_id: str) -> list[Document]:
+        """Every row error kept for a job (up to ``MAX_STORED_ROW_ERRORS``), in row order."""
+        with available():
+            raw = cast(list[bytes], self.redis.lrange(self.errors_key(job_id), 0, -1))
+        return [json.loads(item) for item in raw]
 
     def beat(self, job_id: str) -> None:
         with available():
@@ -140,14 +159,16 @@ class JobStore:
         with available():
             self.redis.set(self.cancel_key(job_id), b"1", ex=ttl)
 
-    def seal(self, document: Document) -> bool:
+    def seal(self, document: Document, row_errors: Sequence[Document] = ()) -> bool:
         """Write the final document once; answers whether this call was the one that did."""
         job_id = document["ExecuteId"]
         with available(), self.redis.pipeline() as pipe:
             pipe.set(self.result_key(job_id), dumps(document), nx=True, ex=self.result_ttl)
             pipe.delete(self.live_key(job_id), self.heartbeat_key(job_id), self.cancel_key(job_id))
             pipe.zrem(self.RUNNING, job_id)
-            written, _, _ = pipe.execute()
+            self._push_errors(pipe, job_id, row_errors)
+            pipe.expire(self.errors_key(job_id), self.result_ttl)
+            written = pipe.execute()[0]
         return bool(written)
 
     def running(self) -> list[tuple[str, bool]]:

@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 
 from .config import parse_duration
 from .errors import TaskLoadError
+from .iupdate.connections import check_profile
+from .iupdate.engine import run_iupdate
 from .parameters import QueryParameterSet
 from .tasks import (
     TASK_ID,
@@ -157,11 +159,18 @@ class _TaskReader:
         chain_table = table.get("chain") or {}
         handler = self.handler()
         if handler is None:
-            raise self.fail(
-                'no handler: give `handler = "module:function"` (source/target tasks run on '
-                "the iUpdate engine, which this version does not include yet)",
-                "handler",
-            )
+            if source is None or target is None:
+                raise self.fail(
+                    "a task needs a [tasks.source] query and a [tasks.target] (run by the "
+                    'iUpdate engine), or a `handler = "module:function"`',
+                    "source" if source is None else "target",
+                )
+            for part, key in ((source, "source.connection"), (target, "target.connection")):
+                if not part.connection:
+                    raise self.fail("is required: the name of a [connections.NAME]", key)
+            if not target.entity:
+                raise self.fail("is required: the business object or table", "target.entity")
+            handler = run_iupdate
         try:
             task = Task(
                 id=table["id"],
@@ -209,7 +218,13 @@ def load_task_file(path: str | os.PathLike[str]) -> list[Task]:
         raise TaskLoadError(f"not valid TOML: {error}", source=source) from None
     connections = _expand(document.get("connections") or {}, "connections", {"source": source})
     base = Path(path).resolve().parent
-    for profile in connections.values():
+    if not isinstance(connections, dict):
+        raise TaskLoadError("`connections` must be a table", source=source, key="connections")
+    for name, profile in connections.items():
+        try:
+            check_profile(name, profile)
+        except TaskLoadError as error:
+            raise TaskLoadError(error.detail, source=source, key=error.key) from None
         url = profile.get("url", "")
         if (
             isinstance(url, str)

@@ -122,3 +122,35 @@ class Task:
     target: Target | None = None
     chain: Chain = field(default_factory=Chain)
     connections: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+def chain_errors(tasks: Mapping[str, Task]) -> tuple[str, str, str] | None:
+    """(task id, key, message) of the first bad chain: an unknown task, or a cycle."""
+    for task in tasks.values():
+        for key, children in (
+            ("chain.on_success", task.chain.on_success),
+            ("chain.on_failure", task.chain.on_failure),
+        ):
+            for child in children:
+                if child not in tasks:
+                    return task.id, key, f"no task {child!r} to chain to"
+    done: set[str] = set()
+
+    def visit(task_id: str, path: list[str]) -> list[str] | None:
+        if task_id in path:
+            return [*path[path.index(task_id) :], task_id]
+        if task_id in done:
+            return None
+        chain = tasks[task_id].chain
+        for child in (*chain.on_success, *chain.on_failure):
+            cycle = visit(child, [*path, task_id])
+            if cycle:
+                return cycle
+        done.add(task_id)
+        return None
+
+    for task_id in tasks:
+        cycle = visit(task_id, [])
+        if cycle:
+            return cycle[0], "chain", "chained tasks form a cycle: " + " -> ".join(cycle)
+    return None

@@ -37,7 +37,7 @@ CONTRACT = {
 JOB_FIELDS = {
     "ExecuteId", "TaskId", "Status", "StatusDescription", "Success", "PercentComplete",
     "RowCount", "ProcessedCount", "InsertedCount", "UpdatedCount", "SkippedCount",
-    "ErrorCount", "Errors", "QueryParameters", "CreatedOn", "StartedOn", "UpdatedOn",
+    "ErrorCount", "DeletedCount", "Errors", "QueryParameters", "CreatedOn", "StartedOn", "UpdatedOn",
     "CompletedOn", "PollingUrl", "RetryAfter", "Chain", "Error",
 }  # fmt: skip
 

@@ -685,7 +685,7 @@ def test_colliding_qualified_names_without_key_are_refused(tmp_path):
         ('id = "bad id!"\nhandler = "tests.sample_app:count"', "id"),
         ('id = "t"\nhandler = "tests.sample_app:nowhere"', "handler"),
         ('id = "t"\nhandler = "no.such.module:f"', "handler"),
-        ('id = "t"', "handler"),
+        ('id = "t"', "source"),
         ('id = "t"\nhandler = "tests.sample_app:count"\ntimeout = "soon"', "timeout"),
         ('id = "t"\nhandler = "tests.sample_app:count"\nflavour = 1', "flavour"),
     ],

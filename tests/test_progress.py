@@ -12,9 +12,9 @@ def test_progress_writes_are_throttled_not_per_row(client, key, run_burst, monke
     writes: list[dict] = []
     original = JobStore.update
 
-    def counting(self, document):
+    def counting(self, document, row_errors=()):
         writes.append(dict(document))
-        return original(self, document)
+        return original(self, document, row_errors)
 
     monkeypatch.setattr(JobStore, "update", counting)
     answer = client.post(

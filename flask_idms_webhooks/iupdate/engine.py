@@ -1,0 +1,144 @@
+"""The iUpdate engine: source rows -> mapping -> match -> action on the target, counted.
+
+Every processed row lands in exactly one of inserted / updated / skipped / error (a delete
+counts as updated and also in DeletedCount). The source is read page by page, so memory
+stays flat whatever the row count; each page's writes are one batch of the target (one
+transaction for SQL). Cancellation is checked between rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..parameters import QueryParameterSet
+from ..tasks import Action, Target, Task
+from .base import FilterValue, Record, Row, RowWriteError, SourceReadError, TargetAdapter
+from .connections import source_adapter, target_adapter
+
+if TYPE_CHECKING:
+    from ..jobs import JobContext
+
+
+class MappingError(SourceReadError):
+    """The task's mapping or match names a column the source does not return."""
+
+
+def filter_values(task: Task, parameters: Mapping[str, Any]) -> list[FilterValue]:
+    """Every filter row of the task with its value, in query order."""
+    parameter_set = QueryParameterSet(task.filters)
+    return [
+        FilterValue(key=key, row=row, value=parameters.get(key))
+        for key, row in parameter_set.all_rows.items()
+    ]
+
+
+def run_iupdate(parameters: Mapping[str, Any], context: JobContext) -> None:
+    """The handler of every task declared with a source and a target."""
+    task = context.task
+    if task.source is None or task.target is None:
+        raise SourceReadError(f"task {task.id!r} has no source or no target")
+    source = source_adapter(task.source, task.connections)
+    target = target_adapter(task.target, task.connections)
+    Engine(task.target, target, context).run(source.pages(filter_values(task, parameters)))
+
+
+class Engine:
+    """Applies one target's action to rows, counting each into the job context."""
+
+    def __init__(self, target: Target, adapter: TargetAdapter, context: JobContext) -> None:
+        self.target = target
+        self.adapter = adapter
+        self.context = context
+        self.row_number = 0
+        self._checked_columns = False
+
+    def run(self, pages: Any) -> None:
+        first = True
+        for page in pages:
+            if first:
+                self.context.set_row_count(page.total)
+                first = False
+            self.context.check_cancelled()
+            with self.adapter.batch():
+                for row in page.rows:
+                    self.context.check_cancelled()
+                    self.process(row)
+        if first:
+            self.context.set_row_count(0)
+
+    def process(self, row: Row) -> None:
+        self.row_number += 1
+        if not self._checked_columns:
+            self._check_columns(row)
+        try:
+            outcome = self.apply(row)
+        except RowWriteError as error:
+            self.context.row_error(self.row_number, str(error))
+            return
+        self.context.count(**{outcome: 1})
+
+    def _check_columns(self, row: Row) -> None:
+        wanted = set(self.target.match.values())
+        wanted |= {column for column in self.target.mapping.values() if isinstance(column, str)}
+        missing = sorted(wanted - set(row))
+        if missing:
+            raise MappingError(
+                f"the source does not return the column(s) {', '.join(missing)} "
+                f"(it returns: {', '.join(row) or 'no columns'})"
+            )
+        self._checked_columns = True
+
+    def values(self, row: Row) -> dict[str, Any]:
+        """The target fields of a row: a source column's value, or a constant."""
+        if not self.target.mapping:
+            return dict(row)
+        values: dict[str, Any] = {}
+        for field, source in self.target.mapping.items():
+            if isinstance(source, Mapping):
+                values[field] = source.get("value")
+            else:
+                values[field] = row.get(source)
+        return values
+
+    def criteria(self, row: Row) -> dict[str, Any]:
+        return {field: row.get(column) for field, column in self.target.match.items()}
+
+    def apply(self, row: Row) -> str:
+        """Do the action for one row; answers the outcome it counts as."""
+        target, action = self.target, self.target.action
+        values = self.values(row)
+        if action is Action.INSERT:
+            self.adapter.insert(values)
+            return "inserted"
+        criteria = self.criteria(row)
+        if not criteria:
+            raise RowWriteError(f"{action} needs a match rule ([tasks.target] match)")
+        if target.skip_blank_match and any(_blank(value) for value in criteria.values()):
+            return "skipped"
+        matches = self.adapter.find(criteria)
+        if not matches:
+            if action in (Action.INSERT_WITH_MATCHING, Action.INSERT_OR_UPDATE):
+                self.adapter.insert(values)
+                return "inserted"
+            return "skipped"  # Update / Delete with nothing to act on
+        if action is Action.INSERT_WITH_MATCHING:
+            return "skipped"  # it exists already: inserting again would duplicate it
+        if action is Action.INSERT_OR_UPDATE and target.insert_only_when_no_match:
+            return "skipped"
+        if len(matches) > 1 and target.skip_if_multiple_matches:
+            return "skipped"
+        if action is Action.DELETE:
+            self._each(matches, self.adapter.delete)
+            return "deleted"
+        self._each(matches, lambda record: self.adapter.update(record, values))
+        return "updated"
+
+    @staticmethod
+    def _each(records: Sequence[Record], write: Any) -> None:
+        for record in records:
+            write(record)
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
