@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import time
 from collections.abc import Callable
@@ -222,6 +224,21 @@ def find_job(job_id: str) -> tuple[bytes, bool, Document]:
     return body, finished, document if document is not None else json.loads(body)
 
 
+def read_job(job_id: str) -> tuple[bytes, bool, Document]:
+    """A job as its reader may see it: with its job token (checked first, without a Redis
+    read), or with its task's key."""
+    token = request.args.get("token")
+    if token is not None:
+        if not state().credentials.check_job_token(job_id, token):
+            unauthorized("This job token is not valid for this job.")
+        return find_job(job_id)
+    if presented_task_key(request) is None:
+        unauthorized("A job token (?token=) or the task's key is required.")
+    found = find_job(job_id)
+    require_job_task_key(found[2])
+    return found
+
+
 def require_job_task_key(document: Document) -> None:
     task = state().tasks.get(document["TaskId"])
     if task is None or not state().credentials.check_task_key(task, presented_task_key(request)):
@@ -408,16 +425,7 @@ class JobResource(MethodView):
     @documented_errors(401, 404)
     def get(self, job_id: str) -> Any:
         """Poll a job: 202 while queued or running, then 200 with the final document."""
-        token = request.args.get("token")
-        if token is not None:
-            if not state().credentials.check_job_token(job_id, token):
-                unauthorized("This job token is not valid for this job.")
-            return job_response(*find_job(job_id))
-        if presented_task_key(request) is None:
-            unauthorized("A job token (?token=) or the task's key is required.")
-        body, finished, document = find_job(job_id)
-        require_job_task_key(document)
-        return job_response(body, finished, document)
+        return job_response(*read_job(job_id))
 
     @TASK_KEY_ONLY
     @blp.response(202, JobSchema, description="Cancellation requested (a queued job is cancelled).")
@@ -434,3 +442,27 @@ class JobResource(MethodView):
         if finished:
             abort(409, message="The job has already finished.", errors={"Job": document})
         return json_response(current.jobs.cancel(job_id, document), 202)
+
+
+@blp.route("/jobs/<job_id>/errors.csv")
+@JOB_READER
+@blp.response(
+    200,
+    {"type": "string"},
+    content_type="text/csv",
+    description="Every row error of the job (up to 10,000): columns Row, Message.",
+)
+@documented_errors(401, 404)
+def job_errors(job_id: str) -> Any:
+    """Download a job's row errors as CSV (job token or task key)."""
+    read_job(job_id)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["Row", "Message"])
+    for error in state().store.row_errors(job_id):
+        writer.writerow([error["Row"], error["Message"]])
+    return Response(
+        buffer.getvalue(),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{job_id}-errors.csv"'},
+    )

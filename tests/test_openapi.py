@@ -33,6 +33,7 @@ CONTRACT = {
     ("/idms/tasks/{task_id}/validate", "post"): {"200", "400", "401", "404", "413", "415", "422"},
     ("/idms/jobs/{job_id}", "get"): {"200", "202", "401", "404"},
     ("/idms/jobs/{job_id}", "delete"): {"202", "401", "404", "409"},
+    ("/idms/jobs/{job_id}/errors.csv", "get"): {"200", "401", "404"},
 }
 JOB_FIELDS = {
     "ExecuteId", "TaskId", "Status", "StatusDescription", "Success", "PercentComplete",
@@ -111,7 +112,7 @@ def test_every_operation_says_which_credentials_open_it(client):
             for requirement in document["paths"][path][method]["security"]
             for name in requirement
         }
-        if path.startswith("/idms/jobs/") and method == "get":
+        if path.startswith("/idms/jobs/") and method == "get":  # poll, errors.csv
             assert {"IdmsJobToken", "IdmsWebhookKey", "IdmsKeyQuery", "IdmsBearer"} == names
         elif method == "get":  # the admin routes
             assert names == {"IdmsBearer"}, path
