@@ -107,6 +107,36 @@ def pair(parameters: Mapping[str, Any], context: JobContext) -> None:
     context.count(updated=1)
 
 
+@webhooks.task(
+    "parent",
+    filters=[
+        ROW("Test", "Count", type=DataType.INT32, prompt=Prompt.REQUIRED),
+        ROW("Test", "Fail", type=DataType.BOOLEAN, default=False),
+    ],
+    on_success=["child", "needy"],
+    on_failure=["rescue"],
+)
+def parent(parameters: Mapping[str, Any], context: JobContext) -> None:
+    context.count(updated=parameters["Count"])
+    if parameters["Fail"]:
+        raise RuntimeError("parent failed")
+
+
+@webhooks.task("child", filters=[ROW("Test", "Count", type=DataType.INT32, prompt=Prompt.REQUIRED)])
+def child(parameters: Mapping[str, Any], context: JobContext) -> None:
+    context.count(inserted=parameters["Count"])
+
+
+@webhooks.task("needy", filters=[ROW("Test", "Other", type=DataType.INT32, prompt=Prompt.REQUIRED)])
+def needy(parameters: Mapping[str, Any], context: JobContext) -> None:
+    """Chained from "parent", which has no Other to give: it cannot start."""
+
+
+@webhooks.task("rescue")
+def rescue(parameters: Mapping[str, Any], context: JobContext) -> None:
+    context.count(skipped=1)
+
+
 def create_app(**config: Any) -> Flask:
     """The test app; settings from ``config``, else from ``IDMS_WEBHOOKS_*`` variables."""
     app = Flask(__name__)

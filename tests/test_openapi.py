@@ -38,8 +38,8 @@ CONTRACT = {
 JOB_FIELDS = {
     "ExecuteId", "TaskId", "Status", "StatusDescription", "Success", "PercentComplete",
     "RowCount", "ProcessedCount", "InsertedCount", "UpdatedCount", "SkippedCount",
-    "ErrorCount", "DeletedCount", "Errors", "QueryParameters", "CreatedOn", "StartedOn", "UpdatedOn",
-    "CompletedOn", "PollingUrl", "RetryAfter", "Chain", "Error",
+    "ErrorCount", "DeletedCount", "Errors", "QueryParameters", "CreatedOn", "StartedOn",
+    "UpdatedOn", "CompletedOn", "PollingUrl", "RetryAfter", "Chain", "Error",
 }  # fmt: skip
 
 
