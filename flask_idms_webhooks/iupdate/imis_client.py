@@ -166,7 +166,9 @@ def decode_entity(item: Mapping[str, Any], entity: str) -> ImisEntity:
     if isinstance(item.get("Properties"), dict):
         found = identity.get("IdentityElements", {}) if isinstance(identity, dict) else {}
         elements = tuple(str(e) for e in found.get("$values", []))
-        return ImisEntity(identity_of(elements) if elements else "", _properties(item["Properties"]), elements)
+        return ImisEntity(
+            identity_of(elements) if elements else "", _properties(item["Properties"]), elements
+        )
     properties = {key: value for key, value in item.items() if key != "$type"}
     for name, value in _properties(item.get("AdditionalAttributes")).items():
         properties.setdefault(name, value)
@@ -301,7 +303,9 @@ class ImisClient:
             form["password"] = self._password
             response = self._send("POST", "token", data=form, auth=False)
             if response.status_code >= 400:
-                raise ImisAuthError(self._redact(f"iMIS refused the login: {self._auth_message(response)}"))
+                raise ImisAuthError(
+                    self._redact(f"iMIS refused the login: {self._auth_message(response)}")
+                )
             try:
                 answer = response.json()
                 token = answer["access_token"]
@@ -348,7 +352,7 @@ class ImisClient:
         method: str,
         path: str,
         *,
-        params: Sequence[tuple[str, str]] | None = None,
+        params: list[tuple[str, str | int | float | bool | None]] | None = None,
         data: Mapping[str, str] | None = None,
         body: Any = None,
         auth: bool = True,
@@ -376,12 +380,18 @@ class ImisClient:
                     content=content, headers=headers,
                 )  # fmt: skip
             except httpx.TransportError as exc:
-                unsent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
-                reason = "timed out" if isinstance(exc, httpx.TimeoutException) else type(exc).__name__
+                unsent = isinstance(
+                    exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout
+                )
+                reason = (
+                    "timed out" if isinstance(exc, httpx.TimeoutException) else type(exc).__name__
+                )
                 log.debug("%s: %s", request, reason)
                 if not idempotent and not unsent:
                     raise ImisRequestError(
-                        None, f"{reason}; the write may or may not have been applied", request=request
+                        None,
+                        f"{reason}; the write may or may not have been applied",
+                        request=request,
                     ) from exc
                 if attempt >= self._retries:
                     raise ImisUnavailable(
@@ -460,10 +470,7 @@ class ImisClient:
         """Run an IQA page by page. ``parameters`` are positional: one ``parameter=`` per
         prompt filter in the query's order, blanks included."""
         params = [("QueryName", query_name)]
-        if self.query_endpoint == "iqa":
-            decode = decode_iqa_row
-        else:
-            decode = decode_query_row
+        decode = decode_iqa_row if self.query_endpoint == "iqa" else decode_query_row
         tail = [("parameter", parameter_text(value, self._separator)) for value in parameters]
         path = f"api/{self.query_endpoint}"
         for items, total, offset in self._paged(path, params, tail, page_size):
@@ -483,7 +490,9 @@ class ImisClient:
             paging = [("offset", str(offset)), ("limit", str(limit))]
             answer = self._call("GET", path, params=[*head, *paging, *tail])
             if not isinstance(answer, dict):
-                raise ImisRequestError(200, "the answer is not a paged result", request=f"GET /{path}")
+                raise ImisRequestError(
+                    200, "the answer is not a paged result", request=f"GET /{path}"
+                )
             items = answer.get("Items", {}).get("$values", [])
             yield items, int(answer.get("TotalCount") or 0), offset
             next_offset = int(answer.get("NextOffset") or 0)
@@ -497,14 +506,19 @@ class ImisClient:
             "$type": EXECUTE_REQUEST,
             "OperationName": "FindByPath",
             "EntityTypeName": "QueryDefinition",
-            "Parameters": {"$type": OBJECTS, "$values": [{"$type": "System.String", "$value": query_name}]},
+            "Parameters": {
+                "$type": OBJECTS,
+                "$values": [{"$type": "System.String", "$value": query_name}],
+            },
             "ParameterTypeName": {"$type": STRINGS, "$values": ["System.String"]},
             "UseJson": False,
         }
         answer = self._call("POST", "api/QueryDefinition/_execute", body=body)
         definition = answer.get("Result", answer) if isinstance(answer, dict) else None
         if not isinstance(definition, dict):
-            raise ImisRequestError(404, f"no query at {query_name!r}", request="POST /api/QueryDefinition/_execute")
+            raise ImisRequestError(
+                404, f"no query at {query_name!r}", request="POST /api/QueryDefinition/_execute"
+            )
         sources = {
             source.get("QuerySourceId"): source.get("Name")
             for source in definition.get("Sources", {}).get("$values", [])
@@ -534,8 +548,11 @@ class ImisClient:
 
     def find(self, entity: str, criteria: Mapping[str, Any]) -> list[ImisEntity]:
         """Entities whose properties equal ``criteria`` (``?Field=eq:value``), all pages."""
-        params = [(name, "eq:" + parameter_text(value, self._separator)) for name, value in criteria.items()]
-        found = []
+        params = [
+            (name, "eq:" + parameter_text(value, self._separator))
+            for name, value in criteria.items()
+        ]
+        found: list[ImisEntity] = []
         for items, _total, _offset in self._paged(self._path(entity), params, (), MAX_PAGE_SIZE):
             found.extend(decode_entity(item, entity) for item in items)
         return found
@@ -543,7 +560,9 @@ class ImisClient:
     def get(self, entity: str, identity: str) -> ImisEntity:
         return decode_entity(self._call("GET", self._path(entity, identity)) or {}, entity)
 
-    def insert(self, entity: str, properties: Mapping[str, Any], *, parent: str = "Party") -> ImisEntity:
+    def insert(
+        self, entity: str, properties: Mapping[str, Any], *, parent: str = "Party"
+    ) -> ImisEntity:
         """Add an entity; its new key comes from ``Identity.IdentityElements``."""
         body = generic_entity(entity, (), properties, parent)
         answer = self._call("POST", self._path(entity), body=body, idempotent=False)
@@ -560,17 +579,14 @@ class ImisClient:
         if entity.lower() == "party":
             party = self._call("GET", path)
             if not isinstance(party, dict):
-                raise ImisRequestError(None, "the Party answer is not an object", request=f"GET /{path}")
+                raise ImisRequestError(
+                    None, "the Party answer is not an object", request=f"GET /{path}"
+                )
             for name, value in properties.items():
                 _set_party_property(party, name, value)
             answer = self._call("PUT", path, body=party)
         else:
-            elements = elements_of(identity)
-            values = dict(properties)
-            if parent == "Party" and "ID" not in values:
-                # iMIS matches the row by its key property as well as by the identity.
-                values = {"ID": elements[0], **values}
-            body = generic_entity(entity, elements, values, parent)
+            body = generic_entity(entity, elements_of(identity), properties, parent)
             answer = self._call("PUT", path, body=body)
         if isinstance(answer, dict):
             return decode_entity(answer, entity)

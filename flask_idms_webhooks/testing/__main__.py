@@ -1,0 +1,40 @@
+"""``python -m flask_idms_webhooks.testing [--host H] [--port P] [--demo]``: serve a double
+until Ctrl-C (``--demo`` seeds the demo contacts and query, see ``demo.py``)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Sequence
+
+from .demo import QUERY, seed_demo
+from .double import ImisDouble
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m flask_idms_webhooks.testing", description="Serve a local iMIS REST double."
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--username", default="manager")
+    parser.add_argument("--password", default="secret")
+    parser.add_argument("--separator", default=",", help="packs Between and In values")
+    parser.add_argument("--demo", action="store_true", help=f"seed CsContact and {QUERY}")
+    args = parser.parse_args(argv)
+    double = ImisDouble(args.username, args.password, separator=args.separator)
+    if args.demo:
+        seed_demo(double)
+    print(
+        f"iMIS double on http://{args.host}:{args.port} (user {args.username!r}); Ctrl-C to stop",
+        file=sys.stderr,
+        flush=True,
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        double.serve_forever(args.host, args.port)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
