@@ -29,5 +29,7 @@ def create_app(**config: Any) -> Flask:
             app.config[name] = value
     app.config.update(config)
     ensure_database(app.config["EXAMPLE_DATABASE"])
+    # tasks.toml names its database as ${EXAMPLE_DATABASE_URL}: point it at this one.
+    os.environ["EXAMPLE_DATABASE_URL"] = "sqlite:///" + str(app.config["EXAMPLE_DATABASE"])
     IdmsWebhooks(app)
     return app

@@ -8,20 +8,35 @@ import sqlite3
 from pathlib import Path
 
 MEMBERS = 5000
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS member (
-    id INTEGER PRIMARY KEY,
-    first_name TEXT NOT NULL,
-    last_name TEXT NOT NULL,
-    email TEXT,
-    phone TEXT,
-    member_type TEXT NOT NULL,      -- REG, STU, HON (honorary)
-    status TEXT NOT NULL,           -- A active, I inactive, M merged
-    paid_through TEXT NOT NULL,     -- ISO date
-    merged_into INTEGER,
-    updated_on TEXT
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS member (
+        id INTEGER PRIMARY KEY,
+        first_name TEXT NOT NULL,
+        last_name TEXT NOT NULL,
+        email TEXT,
+        phone TEXT,
+        member_type TEXT NOT NULL,      -- REG, STU, HON (honorary)
+        status TEXT NOT NULL,           -- A active, I inactive, M merged
+        paid_through TEXT NOT NULL,     -- ISO date
+        merged_into INTEGER,
+        updated_on TEXT
+    )""",
+    # A business rule the database enforces: a renewal needs a valid e-mail. The engine
+    # counts a row the database refuses as a row error, with this message.
+    """CREATE TRIGGER IF NOT EXISTS renewal_needs_email
+    BEFORE UPDATE OF paid_through ON member
+    WHEN NEW.email IS NULL OR NEW.email NOT LIKE '%_@_%'
+    BEGIN
+        SELECT RAISE(ABORT, 'a renewal needs a valid e-mail');
+    END""",
+    # Written by the task chained after a renewal: one row per member type.
+    """CREATE TABLE IF NOT EXISTS dues_summary (
+        member_type TEXT PRIMARY KEY,
+        active_members INTEGER NOT NULL,
+        latest_paid_through TEXT,
+        refreshed_on TEXT
+    )""",
 )
-"""
 FIRST = ["Ann", "Bob", "Carla", "Dev", "Elif", "Femi", "Gus", "Hana", "Ivo", "Jun", "Kofi", "Lea"]
 LAST = [
     "Adams",
@@ -60,7 +75,8 @@ def ensure_database(path: str | Path) -> None:
     connection = connect(path)
     try:
         connection.execute("BEGIN IMMEDIATE")  # one writer seeds; the others wait, then see rows
-        connection.execute(SCHEMA)
+        for statement in SCHEMA:
+            connection.execute(statement)
         if connection.execute("SELECT COUNT(*) FROM member").fetchone()[0] == 0:
             connection.executemany(
                 "INSERT INTO member (id, first_name, last_name, email, phone, member_type, status,"

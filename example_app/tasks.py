@@ -1,9 +1,11 @@
-"""The example's task handlers: real reads and writes over the membership database."""
+"""The example's Python task: custom work the engine's actions do not express.
+
+The other example tasks are declared in ``tasks.toml`` and run on the iUpdate engine.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,50 +14,6 @@ from flask import current_app
 from flask_idms_webhooks import JobContext
 
 from .database import connect
-
-BATCH = 100
-
-
-def renew_memberships(parameters: Mapping[str, Any], context: JobContext) -> None:
-    """Extend by a year the paid-through date of active members whose last name starts
-    with LastName and whose membership ends before PaidBefore. Honorary members are
-    skipped; members without a valid e-mail are row errors."""
-    connection = connect(current_app.config["EXAMPLE_DATABASE"])
-    try:
-        paid_before = str(parameters["PaidBefore"])[:10]
-        rows = connection.execute(
-            "SELECT id, email, member_type, paid_through FROM member"
-            " WHERE status = :Status AND last_name LIKE :LastName || '%'"
-            " AND paid_through < :PaidBefore ORDER BY id",
-            {
-                "Status": parameters["Status"],  # a fixed filter of the task file
-                "LastName": parameters["LastName"] or "",
-                "PaidBefore": paid_before,
-            },
-        ).fetchall()
-        context.set_row_count(len(rows))
-        delay = float(current_app.config.get("EXAMPLE_BATCH_DELAY", 0.05))
-        for start in range(0, len(rows), BATCH):
-            context.check_cancelled()
-            connection.execute("BEGIN")
-            inserted = updated = skipped = 0
-            for offset, row in enumerate(rows[start : start + BATCH]):
-                if not row["email"] or "@" not in row["email"]:
-                    context.row_error(start + offset + 1, f"member {row['id']}: no valid e-mail")
-                elif row["member_type"] == "HON":
-                    skipped += 1
-                else:
-                    renewed = dt.date.fromisoformat(row["paid_through"]) + dt.timedelta(days=365)
-                    connection.execute(
-                        "UPDATE member SET paid_through = ?, updated_on = ? WHERE id = ?",
-                        (renewed.isoformat(), dt.datetime.now(dt.UTC).isoformat(), row["id"]),
-                    )
-                    updated += 1
-            connection.execute("COMMIT")
-            context.count(inserted=inserted, updated=updated, skipped=skipped)
-            time.sleep(delay)  # a real sync waits on the network; this shows progress moving
-    finally:
-        connection.close()
 
 
 def merge_contacts(parameters: Mapping[str, Any], context: JobContext) -> None:

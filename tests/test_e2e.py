@@ -191,7 +191,6 @@ def test_example_app_changed_rows_equal_updated_count(
     worker_env = {
         "IDMS_WEBHOOKS_SECRET_KEY": "example-secret",
         "EXAMPLE_DATABASE": str(database),
-        "EXAMPLE_BATCH_DELAY": "0",
     }
     start_worker(app="example_app:create_app", **worker_env)
     client = app.test_client()

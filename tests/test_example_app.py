@@ -20,7 +20,6 @@ def example(tmp_path, redis_url, queue_name):
         IDMS_WEBHOOKS_QUEUE_NAME=queue_name,
         IDMS_WEBHOOKS_SECRET_KEY="example-secret",
         EXAMPLE_DATABASE=str(database),
-        EXAMPLE_BATCH_DELAY=0,
     )
     return app, database
 
