@@ -18,6 +18,12 @@ from .database import ensure_database
 
 HERE = Path(__file__).resolve().parent
 TASKS_FILE = HERE / "tasks.toml"
+#: Where the bundled iMIS double listens when no IMIS_BASE_URL is given.
+BUNDLED_DOUBLE = {
+    "IMIS_BASE_URL": "http://127.0.0.1:8765",
+    "IMIS_USERNAME": "manager",
+    "IMIS_PASSWORD": "secret",
+}
 
 
 def create_app(**config: Any) -> Flask:
@@ -31,5 +37,9 @@ def create_app(**config: Any) -> Flask:
     ensure_database(app.config["EXAMPLE_DATABASE"])
     # tasks.toml names its database as ${EXAMPLE_DATABASE_URL}: point it at this one.
     os.environ["EXAMPLE_DATABASE_URL"] = "sqlite:///" + str(app.config["EXAMPLE_DATABASE"])
+    # ... and its iMIS as ${IMIS_BASE_URL} etc.: without one, the bundled double's defaults
+    # (`make run` serves the double and sets these).
+    for name, value in BUNDLED_DOUBLE.items():
+        os.environ.setdefault(name, value)
     IdmsWebhooks(app)
     return app

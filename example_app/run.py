@@ -6,16 +6,18 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 
 from flask_idms_webhooks.extension import state_of
-from flask_idms_webhooks.redis_server import PrivateRedis
+from flask_idms_webhooks.redis_server import PrivateRedis, free_port
 
-from . import create_app
+from . import BUNDLED_DOUBLE, create_app
 from .database import ensure_database
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,6 +55,24 @@ def stop(process: subprocess.Popen[bytes], name: str, grace: float) -> None:
         process.wait()
 
 
+def start_double(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    """The bundled iMIS double with its demo data, on a free loopback port."""
+    port = free_port()
+    process = start([sys.executable, "-m", "flask_idms_webhooks.testing", "--demo",
+                     "--port", str(port)], env)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return process, url
+        except OSError:
+            if process.poll() is not None:
+                break
+            time.sleep(0.1)
+    stop(process, "iMIS double", 5)
+    raise RuntimeError("the bundled iMIS double did not start")
+
+
 def main() -> int:
     INSTANCE.mkdir(exist_ok=True)
     env = dict(os.environ)
@@ -64,6 +84,11 @@ def main() -> int:
     if not env.get("IDMS_WEBHOOKS_REDIS_URL"):
         redis_server = PrivateRedis(INSTANCE / "redis", unix_socket=True, persistent=True).start()
         env["IDMS_WEBHOOKS_REDIS_URL"] = redis_server.url
+    double = None
+    if not env.get("IMIS_BASE_URL"):
+        double, env["IMIS_BASE_URL"] = start_double(env)
+        env.setdefault("IMIS_USERNAME", BUNDLED_DOUBLE["IMIS_USERNAME"])
+        env.setdefault("IMIS_PASSWORD", BUNDLED_DOUBLE["IMIS_PASSWORD"])
     os.environ.update(env)
     ensure_database(INSTANCE / "members.db")
 
@@ -74,6 +99,13 @@ def main() -> int:
     print(f"\nRedis:        {'private, ' if redis_server else ''}{state.settings.redis_url}")
     print(f"Docs:         {prefix}/docs   (OpenAPI: {prefix}/openapi.json)")
     print(f"Admin token:  {env['IDMS_WEBHOOKS_ADMIN_TOKEN']}")
+    if double is not None:
+        print(
+            f"iMIS:         the bundled iMIS double at {env['IMIS_BASE_URL']} (demo data), "
+            "because IMIS_BASE_URL is unset"
+        )
+    else:
+        print(f"iMIS:         {env['IMIS_BASE_URL']}")
     for task in state.tasks.values():
         key = state.credentials.task_key(task)
         print(f"Task {task.id}:")
@@ -107,6 +139,8 @@ def main() -> int:
         print("stopping gunicorn, the worker and Redis ...", flush=True)
         stop(server, "gunicorn", 10)
         stop(worker, "worker", 10)
+        if double is not None:
+            stop(double, "iMIS double", 5)
         if redis_server is not None:
             redis_server.stop()
     return 0

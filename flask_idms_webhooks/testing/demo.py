@@ -9,6 +9,7 @@
   StartsWith (Optional), ``Status`` Equal ``A`` (fixed, no parameter slot),
   ``MemberType`` In (Optional), ``JoinDate`` Between (Optional). So it takes three
   positional parameters: ``?QueryName=$/Demo/Contacts&parameter=S&parameter=&parameter=``.
+- An empty ``CsDues`` panel (keyed by ``ID``, a Party child) for tasks to write into.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def demo_contacts() -> list[dict[str, Any]]:
 
 def seed_demo(double: ImisDouble) -> None:
     double.add_entities("CsContact", demo_contacts(), key="ID")
+    double.add_entities("CsDues", [], key="ID")
     double.add_query(
         QUERY,
         entity="CsContact",
