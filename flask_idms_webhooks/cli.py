@@ -8,8 +8,10 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from .errors import ParameterError
+from .errors import IdmsWebhooksError, ParameterError
 from .extension import state_of
+from .iupdate.connections import imis_client
+from .iupdate.prompts import filters_toml
 from .worker import Reaper, make_worker
 
 
@@ -90,11 +92,14 @@ def trigger_command(task_id: str, params: tuple[str, ...], base_url: str) -> Non
     click.echo(document["PollingUrl"])
 
 
-@cli.command("tasks")
+@cli.group("tasks", invoke_without_command=True)
 @click.option("--base-url", default="http://127.0.0.1:8000", show_default=True)
+@click.pass_context
 @with_appcontext
-def tasks_command(base_url: str) -> None:
+def tasks_group(context: click.Context, base_url: str) -> None:
     """List the tasks with their webhook URLs (they carry the task keys: keep them secret)."""
+    if context.invoked_subcommand is not None:
+        return
     state = state_of(current_app)
     base = (state.settings.public_url or base_url).rstrip("/") + state.settings.url_prefix
     for task in state.tasks.values():
@@ -104,3 +109,25 @@ def tasks_command(base_url: str) -> None:
         click.echo(f"  polling:  {base}/tasks/{task.id}/jobs?key={key}")
         keys = state.parameters[task.id].keys
         click.echo(f"  QueryParameters: {', '.join(keys) if keys else '(none)'}")
+
+
+@tasks_group.command("import-filters")
+@click.argument("task_id")
+@with_appcontext
+def import_filters_command(task_id: str) -> None:
+    """Print the [[tasks.source.filters]] of TASK_ID's IQA, read from its live iMIS."""
+    state = state_of(current_app)
+    task = state.tasks.get(task_id)
+    if task is None:
+        raise click.BadParameter(f"no task {task_id!r}", param_hint="TASK_ID")
+    source = task.source
+    profile = task.connections.get(source.connection or "") if source else None
+    if source is None or profile is None or profile.get("kind") != "imis":
+        raise click.UsageError(
+            f"task {task_id!r} has no iMIS source ([tasks.source] over kind = imis)"
+        )
+    try:
+        filters = imis_client(profile).prompt_filters(source.query)
+    except IdmsWebhooksError as error:
+        raise click.ClickException(f"iMIS: {error}") from None
+    click.echo(filters_toml(source.query, filters), nl=False)

@@ -51,3 +51,52 @@ def test_reap_seals_a_running_job_whose_heartbeat_stopped(app, client, key, stat
     assert result.exit_code == 0 and "sealed 1 job" in result.output
     sealed = json.loads(state.store.read(document["ExecuteId"])[0])
     assert sealed["Status"] == "failed" and sealed["Error"]["Type"] == "WorkerDied"
+
+
+def test_import_filters_prints_the_iqa_prompts_as_task_file_toml(redis_url, tmp_path):
+    import tomllib
+
+    from flask import Flask
+
+    from flask_idms_webhooks import IdmsWebhooks
+    from flask_idms_webhooks.testing import ImisDouble
+    from flask_idms_webhooks.testing.demo import seed_demo
+
+    double = ImisDouble("manager", "secret")
+    seed_demo(double)
+    with double.serve() as base_url:
+        task_file = tmp_path / "tasks.toml"
+        task_file.write_text(
+            f'[connections.imis]\nkind = "imis"\nbase_url = "{base_url}"\n'
+            'username = "manager"\npassword = "secret"\n'
+            '[[tasks]]\nid = "dues"\n'
+            '[tasks.source]\nconnection = "imis"\nquery = "$/Demo/Contacts"\n'
+            '[tasks.target]\nconnection = "imis"\nentity = "CsDues"\nmatch = { ID = "ID" }\n'
+        )
+        app = Flask(__name__)
+        app.config.update(
+            SECRET_KEY="s",
+            IDMS_WEBHOOKS_REDIS_URL=redis_url,
+            IDMS_WEBHOOKS_TASKS_FILE=str(task_file),
+        )
+        IdmsWebhooks(app)
+        result = app.test_cli_runner().invoke(
+            args=["idms-webhooks", "tasks", "import-filters", "dues"]
+        )
+    assert result.exit_code == 0, result.output
+    filters = tomllib.loads(result.output)["tasks"]["source"]["filters"]
+    assert [(f["column"], f["operator"], f["prompt"]) for f in filters] == [
+        ("LastName", "StartsWith", "Optional"),
+        ("Status", "Equal", "None"),
+        ("MemberType", "In", "Optional"),
+        ("JoinDate", "Between", "Optional"),
+    ]
+    assert all(f["business_object"] == "CsContact" for f in filters)
+    assert any(r.path.endswith("QueryDefinition/_execute") for r in double.requests)
+
+
+def test_import_filters_needs_an_imis_source(app):
+    result = app.test_cli_runner().invoke(
+        args=["idms-webhooks", "tasks", "import-filters", "count"]
+    )
+    assert result.exit_code == 2 and "no iMIS source" in result.output
