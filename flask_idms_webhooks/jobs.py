@@ -355,7 +355,7 @@ class JobManager:
             return None
         document: Document = json.loads(live)
         if document["Status"] == IN_PROGRESS and not beating:
-            return self.seal(document, FAILED, WORKER_DIED), True, None
+            return self.seal_failed(document, WORKER_DIED), True, None
         return live, False, document
 
     def cancel(self, job_id: str, document: Document) -> bytes:
@@ -429,8 +429,16 @@ class JobManager:
             status, error = self._perform(task, context)
             if status != CANCELLED:
                 # The children are started, and listed, before the parent is sealed.
-                context.document["Chain"] = self._start_chain(task, status, context)
+                context.document["Chain"] = self._start_chain(task, status, context.document)
             self.seal(context.document, status, error, context.take_row_errors())
+
+    def seal_failed(self, document: Document, cause: tuple[str, str]) -> bytes:
+        """Seal a job that ended without its worker sealing it as failed, starting its
+        on_failure chain first, as for any failed job."""
+        task = self.state.tasks.get(document["TaskId"])
+        if task is not None:
+            document = dict(document, Chain=self._start_chain(task, FAILED, document))
+        return self.seal(document, FAILED, cause)
 
     def _perform(self, task: Task, context: JobContext) -> tuple[str, tuple[str, str] | None]:
         """Run the task; answers its outcome (status, error)."""
@@ -446,12 +454,18 @@ class JobManager:
             return CANCELLED, CANCELLED_BY_REQUEST
         return SUCCEEDED, None
 
-    def _start_chain(self, task: Task, status: str, context: JobContext) -> list[Document]:
-        """Start the tasks chained to this outcome; answers the parent's Chain entries."""
+    def _start_chain(self, task: Task, status: str, document: Document) -> list[Document]:
+        """Start the tasks chained to this outcome, once; answers the parent's Chain.
+
+        Children get the parent's QueryParameters values for the keys they share.
+        """
         children = task.chain.on_success if status == SUCCEEDED else task.chain.on_failure
-        polling_url: str = context.document["PollingUrl"]
+        if not children or not self.store.claim_chain(document["ExecuteId"]):
+            return list(document.get("Chain") or [])
+        polling_url: str = document["PollingUrl"]
         base_url = polling_url[: polling_url.index(f"{self.state.settings.url_prefix}/jobs/")]
-        return [self._start_child(child, context.parameters, base_url) for child in children]
+        values = {key: value["Value"] for key, value in document["QueryParameters"].items()}
+        return [self._start_child(child, values, base_url) for child in children]
 
     def _start_child(self, child_id: str, values: Mapping[str, Any], base_url: str) -> Document:
         """Start one chained task with the parent's values for the keys it shares."""
@@ -480,7 +494,7 @@ class JobManager:
         if self.store.cancel_requested(job_id):
             self.seal(document, CANCELLED, CANCELLED_BY_REQUEST)
         elif document["Status"] == IN_PROGRESS:
-            self.seal(document, FAILED, cause)
+            self.seal_failed(document, cause)
 
     def reap(self) -> int:
         """Seal every running job whose heartbeat stopped; answers how many."""

@@ -56,7 +56,10 @@ class JobSchema(Schema):
     SkippedCount = fields.Integer()
     ErrorCount = fields.Integer()
     DeletedCount = fields.Integer(
-        metadata={"description": "Records deleted (a Delete task); also counted in UpdatedCount."}
+        metadata={
+            "description": "Source rows whose matches were deleted (a Delete task); they are "
+            "also counted in UpdatedCount."
+        }
     )
     Errors = fields.List(fields.Nested(RowErrorSchema))
     QueryParameters = fields.Dict(keys=fields.String(), values=fields.Nested(ParameterValueSchema))

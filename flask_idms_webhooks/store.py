@@ -233,6 +233,13 @@ class JobStore:
         with available():
             self.redis.delete(f"{PREFIX}idem:{key}")
 
+    def claim_chain(self, job_id: str) -> bool:
+        """Whether this caller is the one to start a finished job's chained tasks (the
+        worker, the reaper and a poller may all see a dead job's end)."""
+        with available():
+            claimed = self.redis.set(f"{PREFIX}chained:{job_id}", b"1", nx=True, ex=86400)
+        return bool(claimed)
+
     def exists(self, job_id: str) -> bool:
         with available():
             return bool(self.redis.exists(self.live_key(job_id), self.result_key(job_id)))

@@ -13,6 +13,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 from .config import parse_duration
 from .errors import TaskLoadError
 from .iupdate.connections import check_profile
@@ -39,6 +42,12 @@ TASK_KEYS = {
     "id", "name", "description", "key", "key_version", "timeout", "retry_after",
     "handler", "source", "target", "chain",
 }  # fmt: skip
+SOURCE_KEYS = {"connection", "query", "page_size", "filters"}
+TARGET_KEYS = {
+    "connection", "entity", "action", "match", "mapping",
+    "skip_if_multiple_matches", "skip_blank_match", "insert_only_when_no_match",
+}  # fmt: skip
+CHAIN_KEYS = {"on_success", "on_failure"}
 FILTER_KEYS = {
     "business_object", "column", "operator", "type", "prompt", "default", "query_default", "key",
 }  # fmt: skip
@@ -121,42 +130,102 @@ class _TaskReader:
             raise self.fail(f"{path!r} is not callable", "handler")
         return handler  # type: ignore[no-any-return]
 
+    def table_at(self, key: str, allowed: set[str]) -> dict[str, Any]:
+        value = self.table.get(key) or {}
+        if not isinstance(value, dict):
+            raise self.fail("must be a table", key)
+        self.unknown(value, allowed, key + ".")
+        return value
+
+    def flag(self, table: Mapping[str, Any], name: str, key: str) -> bool:
+        value = table.get(name, False)
+        if not isinstance(value, bool):
+            raise self.fail(f"must be true or false, got {value!r}", key)
+        return value
+
+    def names(self, table: Mapping[str, Any], name: str, key: str) -> tuple[str, ...]:
+        value = table.get(name) or []
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise self.fail("must be an array of task ids", key)
+        return tuple(value)
+
+    def read_source(
+        self, connections: Mapping[str, Any]
+    ) -> tuple[Source | None, tuple[FilterRow, ...]]:
+        table = self.table_at("source", SOURCE_KEYS)
+        filters = tuple(self.filter_row(raw, i) for i, raw in enumerate(table.get("filters") or []))
+        if "query" not in table:
+            return None, filters
+        page_size = table.get("page_size", 100)
+        if (
+            isinstance(page_size, bool)
+            or not isinstance(page_size, int)
+            or not 0 < page_size <= 10_000
+        ):
+            raise self.fail(
+                f"must be a whole number from 1 to 10000, got {page_size!r}", "source.page_size"
+            )
+        source = Source(
+            connection=table.get("connection"), query=str(table["query"]), page_size=page_size
+        )
+        self.known_connection(source.connection, connections, "source.connection")
+        return source, filters
+
+    def read_target(self, connections: Mapping[str, Any]) -> Target | None:
+        table = self.table_at("target", TARGET_KEYS)
+        if not table:
+            return None
+        match = table.get("match") or {}
+        if not isinstance(match, dict) or not all(isinstance(v, str) for v in match.values()):
+            raise self.fail("must be a table of target field = source column", "target.match")
+        mapping = table.get("mapping") or {}
+        if not isinstance(mapping, dict):
+            raise self.fail("must be a table", "target.mapping")
+        for field, source in mapping.items():
+            constant = isinstance(source, dict) and set(source) == {"value"}
+            if not (isinstance(source, str) or constant):
+                raise self.fail(
+                    "must be a source column name, or { value = <constant> }",
+                    f"target.mapping.{field}",
+                )
+        action = self.enum(Action, table.get("action"), "target.action", Action.UPDATE)
+        if action is not Action.INSERT and not match:
+            raise self.fail(
+                f"{action} needs a match rule: target field = source column", "target.match"
+            )
+        target = Target(
+            connection=table.get("connection"),
+            entity=str(table.get("entity", "")),
+            action=action,
+            match=match,
+            mapping=mapping,
+            skip_if_multiple_matches=self.flag(
+                table, "skip_if_multiple_matches", "target.skip_if_multiple_matches"
+            ),
+            skip_blank_match=self.flag(table, "skip_blank_match", "target.skip_blank_match"),
+            insert_only_when_no_match=self.flag(
+                table, "insert_only_when_no_match", "target.insert_only_when_no_match"
+            ),
+        )
+        self.known_connection(target.connection, connections, "target.connection")
+        return target
+
+    def known_connection(self, name: str | None, connections: Mapping[str, Any], key: str) -> None:
+        if name is not None and name not in connections:
+            raise self.fail(f"no [connections.{name}] in the file", key)
+
     def task(self, connections: Mapping[str, Mapping[str, Any]]) -> Task:
         table = self.table
         self.unknown(table, TASK_KEYS, "")
         if not isinstance(table.get("id"), str) or not TASK_ID.match(table["id"]):
             raise self.fail("is required: letters, digits, '.', '_' or '-' (URL-safe)", "id")
-        source_table = table.get("source") or {}
-        filters = tuple(
-            self.filter_row(raw, i) for i, raw in enumerate(source_table.get("filters") or [])
+        source, filters = self.read_source(connections)
+        target = self.read_target(connections)
+        chain_table = self.table_at("chain", CHAIN_KEYS)
+        chain = Chain(
+            on_success=self.names(chain_table, "on_success", "chain.on_success"),
+            on_failure=self.names(chain_table, "on_failure", "chain.on_failure"),
         )
-        source = None
-        if "query" in source_table:
-            source = Source(
-                connection=source_table.get("connection"),
-                query=str(source_table["query"]),
-                page_size=int(source_table.get("page_size", 100)),
-            )
-        target = None
-        if target_table := table.get("target"):
-            target = Target(
-                connection=target_table.get("connection"),
-                entity=str(target_table.get("entity", "")),
-                action=self.enum(
-                    Action, target_table.get("action"), "target.action", Action.UPDATE
-                ),
-                match=dict(target_table.get("match") or {}),
-                mapping=dict(target_table.get("mapping") or {}),
-                skip_if_multiple_matches=bool(target_table.get("skip_if_multiple_matches", False)),
-                skip_blank_match=bool(target_table.get("skip_blank_match", False)),
-                insert_only_when_no_match=bool(
-                    target_table.get("insert_only_when_no_match", False)
-                ),
-            )
-        for part in (source, target):
-            if part and part.connection and part.connection not in connections:
-                raise self.fail(f"no [connections.{part.connection}] in the file", "connection")
-        chain_table = table.get("chain") or {}
         handler = self.handler()
         if handler is None:
             if source is None or target is None:
@@ -171,31 +240,28 @@ class _TaskReader:
             if not target.entity:
                 raise self.fail("is required: the business object or table", "target.entity")
             handler = run_iupdate
+        key_version = table.get("key_version", 1)
+        if isinstance(key_version, bool) or not isinstance(key_version, int) or key_version < 1:
+            raise self.fail(f"must be a whole number from 1, got {key_version!r}", "key_version")
         try:
-            task = Task(
-                id=table["id"],
-                handler=handler,
-                name=str(table.get("name", table["id"])),
-                description=str(table.get("description", "")),
-                filters=filters,
-                timeout=self.duration("timeout"),
-                retry_after=self.duration("retry_after"),
-                key=table.get("key") or None,
-                key_version=int(table.get("key_version", 1)),
-                source=source,
-                target=target,
-                chain=Chain(
-                    on_success=tuple(chain_table.get("on_success") or ()),
-                    on_failure=tuple(chain_table.get("on_failure") or ()),
-                ),
-                connections=connections,
-            )
             QueryParameterSet(filters)
         except TaskLoadError as error:
             raise self.fail(error.detail, error.key or "source.filters") from None
-        except (TypeError, ValueError) as error:
-            raise self.fail(str(error), "") from None
-        return task
+        return Task(
+            id=table["id"],
+            handler=handler,
+            name=str(table.get("name", table["id"])),
+            description=str(table.get("description", "")),
+            filters=filters,
+            timeout=self.duration("timeout"),
+            retry_after=self.duration("retry_after"),
+            key=table.get("key") or None,
+            key_version=key_version,
+            source=source,
+            target=target,
+            chain=chain,
+            connections=connections,
+        )
 
     def duration(self, key: str) -> int | None:
         if key not in self.table:
@@ -204,6 +270,21 @@ class _TaskReader:
             return parse_duration(self.table[key])
         except ValueError as error:
             raise self.fail(str(error), key) from None
+
+
+def resolve_sqlite_path(url: str, base: Path) -> str:
+    """A relative SQLite database path, resolved against the task file's folder (so the
+    web processes and the workers open the same file); every other URL as it is."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return url  # the engine reports it when it connects
+    database = parsed.database
+    if not parsed.drivername.startswith("sqlite") or not database or database == ":memory:":
+        return url
+    if database.startswith("file:") or Path(database).is_absolute():
+        return url
+    return parsed.set(database=str(base / database)).render_as_string(hide_password=False)
 
 
 def load_task_file(path: str | os.PathLike[str]) -> list[Task]:
@@ -225,13 +306,8 @@ def load_task_file(path: str | os.PathLike[str]) -> list[Task]:
             check_profile(name, profile)
         except TaskLoadError as error:
             raise TaskLoadError(error.detail, source=source, key=error.key) from None
-        url = profile.get("url", "")
-        if (
-            isinstance(url, str)
-            and url.startswith("sqlite:///")
-            and not url.startswith("sqlite:////")
-        ):
-            profile["url"] = "sqlite:///" + str(base / url.removeprefix("sqlite:///"))
+        if profile["kind"] == "sql":
+            profile["url"] = resolve_sqlite_path(profile["url"], base)
     tasks: list[Task] = []
     seen: set[str] = set()
     raw_tasks = document.get("tasks") or []

@@ -444,6 +444,11 @@ class JobResource(MethodView):
         return json_response(current.jobs.cancel(job_id, document), 202)
 
 
+def spreadsheet_safe(text: str) -> str:
+    """A cell a spreadsheet shows as text: one starting like a formula gets a quote."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 @blp.route("/jobs/<job_id>/errors.csv")
 @JOB_READER
 @blp.response(
@@ -460,7 +465,7 @@ def job_errors(job_id: str) -> Any:
     writer = csv.writer(buffer)
     writer.writerow(["Row", "Message"])
     for error in state().store.row_errors(job_id):
-        writer.writerow([error["Row"], error["Message"]])
+        writer.writerow([error["Row"], spreadsheet_safe(error["Message"])])
     return Response(
         buffer.getvalue(),
         mimetype="text/csv",

@@ -86,3 +86,18 @@ def test_a_task_file_chain_cycle_names_the_file(redis_url, tmp_path):
     with pytest.raises(TaskLoadError, match="cycle") as raised:
         IdmsWebhooks(app)
     assert str(task_file) in str(raised.value)
+
+
+def test_a_parent_whose_worker_died_starts_its_on_failure_children_once(app, client, key, state):
+    answer = client.post(
+        f"/idms/tasks/parent/jobs?key={key('parent')}", json={"QueryParameters": {"Count": 1}}
+    )
+    document = answer.get_json()
+    document["Status"] = "in progress"
+    state.store.start(document)
+    state.redis.delete(state.store.heartbeat_key(document["ExecuteId"]))  # the worker died
+    assert state.jobs.reap() == 1
+    polled = client.get(poll_path(answer.headers["Location"])).get_json()  # a poller sees it too
+    assert polled["Status"] == "failed" and polled["Error"]["Type"] == "WorkerDied"
+    assert [entry["TaskId"] for entry in polled["Chain"]] == ["rescue"]
+    assert state.store.history("rescue", 0, 10)[0] == 1  # started once, not by both

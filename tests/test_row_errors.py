@@ -61,3 +61,12 @@ def test_errors_csv_keeps_at_most_10000_rows(make_app):
     rows = rows_of(client.get(f"{path}/errors.csv?{query}"))
     assert len(rows) == 1 + 10_000
     assert rows[-1][0] == "10000"
+
+
+def test_errors_csv_cells_never_start_like_a_formula():
+    from flask_idms_webhooks.views import spreadsheet_safe
+
+    assert spreadsheet_safe("=HYPERLINK(1)") == "'=HYPERLINK(1)"
+    assert spreadsheet_safe("+1") == "'+1" and spreadsheet_safe("@x") == "'@x"
+    assert spreadsheet_safe("-2") == "'-2"
+    assert spreadsheet_safe("member 3: no e-mail") == "member 3: no e-mail"

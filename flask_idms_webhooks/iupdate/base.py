@@ -66,6 +66,13 @@ class TargetAdapter(Protocol):
 
     def delete(self, record: Record) -> None: ...
 
+    #: Whether a batch is a transaction (its writes are undone if it does not complete).
+    transactional: bool
+
     def batch(self) -> AbstractContextManager[None]:
         """Around one page of writes: a transaction for SQL, nothing for iMIS."""
+        ...
+
+    def row(self) -> AbstractContextManager[None]:
+        """Around every write of one source row: a SAVEPOINT for SQL, nothing for iMIS."""
         ...

@@ -7,7 +7,7 @@ work-horse, and a connection pool must not cross a fork.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..errors import TaskLoadError
@@ -20,6 +20,26 @@ KINDS = {
     "sql": {"required": {"url"}, "optional": set()},
 }  # fmt: skip
 QUERY_ENDPOINTS = ("iqa", "query")
+
+
+def _positive_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+
+
+def _whole_number(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _non_empty_string(value: Any) -> bool:
+    return isinstance(value, str) and bool(value)
+
+
+#: Optional profile keys with their check and what they must be.
+PROFILE_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "timeout": (_positive_number, "a number of seconds above 0"),
+    "retries": (_whole_number, "a whole number from 0"),
+    "separator": (_non_empty_string, "a non-empty string"),
+}
 
 _clients: dict[tuple[int, str, tuple[tuple[str, str], ...]], Any] = {}
 
@@ -40,6 +60,11 @@ def check_profile(name: str, profile: Mapping[str, Any]) -> None:
     for key in profile:
         if key != "kind" and key not in spec["required"] | spec["optional"]:
             raise TaskLoadError("unknown key", key=f"connections.{name}.{key}")
+    for key, (valid, wanted) in PROFILE_CHECKS.items():
+        if key in profile and not valid(profile[key]):
+            raise TaskLoadError(
+                f"must be {wanted}, got {profile[key]!r}", key=f"connections.{name}.{key}"
+            )
     endpoint = profile.get("query_endpoint", "iqa")
     if kind == "imis" and endpoint not in QUERY_ENDPOINTS:
         raise TaskLoadError(

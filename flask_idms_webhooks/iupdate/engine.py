@@ -8,6 +8,7 @@ transaction for SQL). Cancellation is checked between rows.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +53,10 @@ class Engine:
         self.context = context
         self.row_number = 0
         self._checked_columns = False
+        # With a transactional target a page's rows are counted once the page commits: a
+        # page undone (cancelled, failed) is counted as nothing, as nothing of it stays.
+        self._outcomes: Counter[str] = Counter()
+        self._errors: list[tuple[int, str]] = []
 
     def run(self, pages: Any) -> None:
         first = True
@@ -64,6 +69,7 @@ class Engine:
                 for row in page.rows:
                     self.context.check_cancelled()
                     self.process(row)
+            self._report()
         if first:
             self.context.set_row_count(0)
 
@@ -72,11 +78,23 @@ class Engine:
         if not self._checked_columns:
             self._check_columns(row)
         try:
-            outcome = self.apply(row)
+            with self.adapter.row():
+                outcome = self.apply(row)
         except RowWriteError as error:
-            self.context.row_error(self.row_number, str(error))
-            return
-        self.context.count(**{outcome: 1})
+            self._errors.append((self.row_number, str(error)))
+        else:
+            self._outcomes[outcome] += 1
+        if not self.adapter.transactional:
+            self._report()
+
+    def _report(self) -> None:
+        """Count what was done into the job context."""
+        for row_number, message in self._errors:
+            self.context.row_error(row_number, message)
+        if self._outcomes:
+            self.context.count(**self._outcomes)
+        self._outcomes.clear()
+        self._errors.clear()
 
     def _check_columns(self, row: Row) -> None:
         wanted = set(self.target.match.values())

@@ -67,6 +67,11 @@ class ImisTarget:
         with self._writing("Delete"):
             self.client.delete(self.entity, record["identity"])
 
+    #: iMIS has no transaction across requests: each write stands alone.
+    transactional = False
+
     def batch(self) -> AbstractContextManager[None]:
-        """iMIS has no transaction across requests: each write stands alone."""
+        return nullcontext()
+
+    def row(self) -> AbstractContextManager[None]:
         return nullcontext()

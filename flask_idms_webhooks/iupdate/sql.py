@@ -289,6 +289,9 @@ class SqlTarget:
     every call is its own transaction. One target serves one job's thread.
     """
 
+    #: A page's writes are one transaction: undone together if the page does not complete.
+    transactional = True
+
     def __init__(self, engine: sa.Engine, table: str) -> None:
         self.engine = engine
         self.table_name = table
@@ -296,6 +299,7 @@ class SqlTarget:
         self._sqlite = engine.dialect.name == "sqlite"
         self._table: sa.Table | None = None
         self._connection: sa.Connection | None = None
+        self._in_row = False
 
     @property
     def table(self) -> sa.Table:
@@ -341,6 +345,27 @@ class SqlTarget:
                 f" {_reason(error)}"
             ) from None
 
+    @contextmanager
+    def row(self) -> Iterator[None]:
+        """Around every write of one source row: in a batch, one SAVEPOINT, so a row that
+        fails halfway (its second match refused) leaves nothing of itself behind."""
+        if self._connection is None:
+            with self.batch(), self.row():
+                yield
+            return
+        if self._in_row:
+            yield
+            return
+        try:
+            with self._connection.begin_nested():
+                self._in_row = True
+                try:
+                    yield
+                finally:
+                    self._in_row = False
+        except sa_exc.DBAPIError as error:  # the savepoint itself failed
+            raise TargetUnavailable(f"{_where(self.engine)}: {_reason(error)}") from None
+
     def find(self, criteria: Mapping[str, Any]) -> list[Record]:
         table = self.table
         # Untyped result columns: the driver's values, never a type's parse of them (a
@@ -383,6 +408,10 @@ class SqlTarget:
         """The connection for one statement: in a batch, inside a SAVEPOINT (PostgreSQL
         aborts the whole transaction on an error otherwise); else a batch of its own.
         ``values`` are blanked out of error messages."""
+        if self._connection is not None and self._in_row:
+            with self._row_errors(values):  # the row's SAVEPOINT rolls it back
+                yield self._connection
+            return
         if self._connection is not None:
             with self._row_errors(values), self._connection.begin_nested():
                 yield self._connection
