@@ -79,6 +79,18 @@ def _cached(kind: str, profile: Mapping[str, Any], make: Any) -> Any:
     return _clients[key]
 
 
+def close_all() -> None:
+    """Close this process's iMIS clients and SQL engines (tests, shutdown)."""
+    from .sql import dispose_engines
+
+    for client in _clients.values():
+        close = getattr(client, "close", None)
+        if close is not None:
+            close()
+    _clients.clear()
+    dispose_engines()
+
+
 def imis_client(profile: Mapping[str, Any]) -> Any:
     from .imis import ImisClient
 

@@ -41,7 +41,15 @@ def run_iupdate(parameters: Mapping[str, Any], context: JobContext) -> None:
         raise SourceReadError(f"task {task.id!r} has no source or no target")
     source = source_adapter(task.source, task.connections)
     target = target_adapter(task.target, task.connections)
-    Engine(task.target, target, context).run(source.pages(filter_values(task, parameters)))
+    pages = source.pages(filter_values(task, parameters))
+    try:
+        Engine(task.target, target, context).run(pages)
+    finally:
+        # A failed or cancelled run gives the source's connection back now (on PostgreSQL
+        # an open transaction holding locks), not whenever the traceback is collected.
+        close = getattr(pages, "close", None)
+        if close is not None:
+            close()
 
 
 class Engine:

@@ -1,0 +1,83 @@
+"""One engine run in a process of its own, for the flat-memory test.
+
+``python -m tests.engine_memory_run DB REDIS_URL MODE`` copies every row of the table
+``staging`` of the SQLite file DB into its table ``contact`` (action Insert), through the
+task file's handler (``run_iupdate``) and a real ``JobContext`` on Redis, then prints the
+finished counters and the process's peak RSS as JSON. MODE ``leaky`` also keeps every
+source row in a list: the control that the memory check must catch.
+
+The peak is ``VmHWM`` of ``/proc/self/status``: the high-water mark of this program's own
+memory. (The ``ru_maxrss`` a parent gets from ``wait4`` also counts the parent's pages the
+child held between fork and exec: a big test process would hide a small child's peak.)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import redis
+
+from flask_idms_webhooks.iupdate.engine import Engine, run_iupdate
+from flask_idms_webhooks.iupdate.sql import dispose_engines
+from flask_idms_webhooks.jobs import JobContext, new_document
+from flask_idms_webhooks.store import JobStore, dumps
+from flask_idms_webhooks.tasks import Action, Source, Target, Task
+
+KEPT: list[dict[str, Any]] = []
+
+
+def keep_every_row() -> None:
+    process = Engine.process
+
+    def leaky(self: Engine, row: dict[str, Any]) -> None:
+        KEPT.append(row)
+        process(self, row)
+
+    Engine.process = leaky  # type: ignore[method-assign]
+
+
+def main(database: str, redis_url: str, mode: str) -> None:
+    if mode == "leaky":
+        keep_every_row()
+    url = f"sqlite:///{database}"
+    task = Task(
+        id="memory",
+        handler=run_iupdate,
+        source=Source(
+            "db", 'SELECT ext_id AS "ExtId", email AS "Email", note AS "Note" FROM staging', 500
+        ),
+        target=Target(
+            "db",
+            "contact",
+            Action.INSERT,
+            mapping={"ext_id": "ExtId", "email": "Email", "note": "Note"},
+        ),
+        connections={"db": {"kind": "sql", "url": url}},
+    )
+    connection = redis.Redis.from_url(redis_url)
+    store = JobStore(connection, result_ttl=600, heartbeat_timeout=60)
+    document = new_document(
+        job_id=f"memory-{mode}", task_id=task.id, parameters={}, polling_url="", retry_after=1
+    )
+    connection.set(store.live_key(document["ExecuteId"]), dumps(document), ex=600)
+    context = JobContext(store, document, task, max_row_errors=50)
+    run_iupdate({}, context)
+    dispose_engines()
+    connection.close()
+    names = ("RowCount", "ProcessedCount", "InsertedCount", "ErrorCount")
+    found = {name: context.document[name] for name in names} | {"Kept": len(KEPT)}
+    print(json.dumps(found | {"PeakKiB": peak_rss_kib()}))
+
+
+def peak_rss_kib() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:4])
