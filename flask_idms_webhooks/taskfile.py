@@ -272,6 +272,31 @@ class _TaskReader:
             raise self.fail(str(error), key) from None
 
 
+def _refuse_literal_secrets(name: str, profile: Any, source: str) -> None:
+    """Credentials come from the environment (``${NAME}``), never written in the file."""
+    if not isinstance(profile, dict):
+        return
+    password = profile.get("password")
+    if isinstance(password, str) and password and not _ENV.search(password):
+        raise TaskLoadError(
+            'write it as "${AN_ENVIRONMENT_VARIABLE}": credentials never sit in the file',
+            source=source,
+            key=f"connections.{name}.password",
+        )
+    url = profile.get("url")
+    if isinstance(url, str) and not _ENV.search(url):
+        try:
+            literal = make_url(url).password
+        except ArgumentError:
+            return
+        if literal:
+            raise TaskLoadError(
+                'holds a password: give the URL (or its password) as "${AN_ENVIRONMENT_VARIABLE}"',
+                source=source,
+                key=f"connections.{name}.url",
+            )
+
+
 def resolve_sqlite_path(url: str, base: Path) -> str:
     """A relative SQLite database path, resolved against the task file's folder (so the
     web processes and the workers open the same file); every other URL as it is."""
@@ -297,7 +322,10 @@ def load_task_file(path: str | os.PathLike[str]) -> list[Task]:
         raise TaskLoadError(f"cannot read: {error.strerror}", source=source) from None
     except tomllib.TOMLDecodeError as error:
         raise TaskLoadError(f"not valid TOML: {error}", source=source) from None
-    connections = _expand(document.get("connections") or {}, "connections", {"source": source})
+    raw_connections = document.get("connections") or {}
+    for name, profile in raw_connections.items() if isinstance(raw_connections, dict) else ():
+        _refuse_literal_secrets(name, profile, source)
+    connections = _expand(raw_connections, "connections", {"source": source})
     base = Path(path).resolve().parent
     if not isinstance(connections, dict):
         raise TaskLoadError("`connections` must be a table", source=source, key="connections")

@@ -53,7 +53,7 @@ def test_reap_seals_a_running_job_whose_heartbeat_stopped(app, client, key, stat
     assert sealed["Status"] == "failed" and sealed["Error"]["Type"] == "WorkerDied"
 
 
-def test_import_filters_prints_the_iqa_prompts_as_task_file_toml(redis_url, tmp_path):
+def test_import_filters_prints_the_iqa_prompts_as_task_file_toml(redis_url, tmp_path, monkeypatch):
     import tomllib
 
     from flask import Flask
@@ -64,11 +64,12 @@ def test_import_filters_prints_the_iqa_prompts_as_task_file_toml(redis_url, tmp_
 
     double = ImisDouble("manager", "secret")
     seed_demo(double)
+    monkeypatch.setenv("DOUBLE_PASSWORD", "secret")
     with double.serve() as base_url:
         task_file = tmp_path / "tasks.toml"
         task_file.write_text(
             f'[connections.imis]\nkind = "imis"\nbase_url = "{base_url}"\n'
-            'username = "manager"\npassword = "secret"\n'
+            'username = "manager"\npassword = "${DOUBLE_PASSWORD}"\n'
             '[[tasks]]\nid = "dues"\n'
             '[tasks.source]\nconnection = "imis"\nquery = "$/Demo/Contacts"\n'
             '[tasks.target]\nconnection = "imis"\nentity = "CsDues"\nmatch = { ID = "ID" }\n'

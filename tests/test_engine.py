@@ -5,6 +5,7 @@ against the local double, served over HTTP."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -75,11 +76,13 @@ def sql_connection(db: Database) -> dict[str, Any]:
 
 
 def imis_connection(double: ImisDouble, **options: Any) -> dict[str, Any]:
+    """A profile for the double; its password, like any, comes from the environment."""
+    os.environ["ENGINE_TEST_IMIS_PASSWORD"] = double.password
     return {
         "kind": "imis",
         "base_url": double.base_url,
         "username": double.username,
-        "password": double.password,
+        "password": "${ENGINE_TEST_IMIS_PASSWORD}",
         **options,
     }
 

@@ -46,7 +46,7 @@ def e2e(tmp_path, redis_url, queue_name, monkeypatch, start_worker):
                 "kind": "imis",
                 "base_url": "${ENGINE_E2E_IMIS_URL}",
                 "username": "manager",
-                "password": "secret",
+                "password": "${ENGINE_E2E_IMIS_PASSWORD}",
             },
             "db": {"kind": "sql", "url": "${ENGINE_E2E_DB_URL}"},
         }
@@ -54,6 +54,7 @@ def e2e(tmp_path, redis_url, queue_name, monkeypatch, start_worker):
         env = {
             "ENGINE_E2E_IMIS_URL": "http://127.0.0.1:9",  # no double: a task that needs one fails
             "ENGINE_E2E_DB_URL": f"sqlite:///{tmp_path / 'e2e.db'}",
+            "ENGINE_E2E_IMIS_PASSWORD": "secret",
             **env,
         }
         for name, value in env.items():

@@ -96,3 +96,22 @@ def test_relative_sqlite_paths_resolve_against_the_task_file(url, expected):
     from pathlib import Path
 
     assert resolve_sqlite_path(url, Path("/base")) == expected
+
+
+@pytest.mark.parametrize(
+    ("profile", "key"),
+    [
+        ('kind = "imis"\nbase_url = "http://x"\nusername = "u"\npassword = "hunter2"', "password"),
+        ('kind = "sql"\nurl = "postgresql://u:hunter2@db/x"', "url"),
+    ],
+)
+def test_credentials_written_in_the_file_are_refused(tmp_path, monkeypatch, profile, key):
+    path = tmp_path / "tasks.toml"
+    path.write_text(f"[connections.c]\n{profile}\n")
+    with pytest.raises(TaskLoadError) as raised:
+        load_task_file(path)
+    assert raised.value.key == f"connections.c.{key}"
+    assert "hunter2" not in str(raised.value)
+    monkeypatch.setenv("SECRET", "hunter2")
+    path.write_text(f"[connections.c]\n{profile.replace('hunter2', '${SECRET}')}\n")
+    assert load_task_file(path) == []
