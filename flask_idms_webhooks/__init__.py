@@ -9,7 +9,7 @@ from .errors import (
     TaskLoadError,
 )
 from .extension import IdmsWebhooks
-from .jobs import JobContext
+from .context import JobContext
 from .tasks import DataType, FilterRow, Operator, Prompt, Task
 
 __all__ = [

@@ -9,7 +9,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .jobs import JobContext
+    from .context import JobContext
 
 #: What a Python task does: it gets the resolved QueryParameters (key -> value) and the
 #: job context (progress, counters, cancellation); what it returns is ignored.

@@ -12,7 +12,7 @@ from rq import Queue, SimpleWorker, Worker
 from rq.serializers import JSONSerializer
 
 from .extension import WebhooksState, state_of
-from .jobs import HORSE_DIED
+from .documents import HORSE_DIED
 
 logger = logging.getLogger("flask_idms_webhooks")
 

@@ -18,7 +18,7 @@ from .base import FilterValue, Record, Row, RowWriteError, SourceReadError, Targ
 from .connections import source_adapter, target_adapter
 
 if TYPE_CHECKING:
-    from ..jobs import JobContext
+    from ..context import JobContext
 
 
 class MappingError(SourceReadError):
