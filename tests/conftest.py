@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import redis
+import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.serving import make_server
@@ -190,3 +191,30 @@ def live_server(app) -> Iterator[tuple[str, int]]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+#: PostgreSQL for the SQL cases: IDMS_TEST_POSTGRES_URL, else this machine's trust-auth server.
+POSTGRES_URL = os.environ.get(
+    "IDMS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def require_postgres() -> str:
+    """The PostgreSQL URL; fails (never skips) when the server cannot be reached."""
+    engine = sa.create_engine(POSTGRES_URL)
+    problem = None
+    try:
+        with engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+    except sa.exc.DBAPIError as error:
+        problem = str(error.orig).splitlines()[0]
+    finally:
+        engine.dispose()
+    if problem:
+        where = engine.url.render_as_string(hide_password=True)
+        pytest.fail(
+            f"PostgreSQL at {where} is unreachable ({problem}); the SQL tests need one:"
+            " start it or set IDMS_TEST_POSTGRES_URL",
+            pytrace=False,
+        )
+    return POSTGRES_URL

@@ -5,7 +5,6 @@ the real webhook and an in-process burst worker."""
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -13,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 from flask import Flask
 
@@ -22,11 +20,8 @@ from flask_idms_webhooks.extension import state_of
 from flask_idms_webhooks.iupdate import connections
 from flask_idms_webhooks.iupdate.sql import engine_for
 from flask_idms_webhooks.worker import make_worker
-from tests.conftest import ADMIN, poll_path
+from tests.conftest import ADMIN, poll_path, require_postgres
 
-POSTGRES_URL = os.environ.get(
-    "IDMS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 SECRET = "engine-test-secret"
 ADMIN_TOKEN = ADMIN["Authorization"].removeprefix("Bearer ")
 
@@ -220,27 +215,6 @@ def close_connections() -> None:
 
 
 # -- databases ----------------------------------------------------------------------------
-
-
-def require_postgres() -> str:
-    """The PostgreSQL URL; fails (never skips) when the server cannot be reached."""
-    engine = sa.create_engine(POSTGRES_URL)
-    problem = None
-    try:
-        with engine.connect() as connection:
-            connection.execute(sa.text("SELECT 1"))
-    except sa.exc.DBAPIError as error:
-        problem = str(error.orig).splitlines()[0]
-    finally:
-        engine.dispose()
-    if problem:
-        where = engine.url.render_as_string(hide_password=True)
-        pytest.fail(
-            f"PostgreSQL at {where} is unreachable ({problem}); the engine tests need one:"
-            " start it or set IDMS_TEST_POSTGRES_URL",
-            pytrace=False,
-        )
-    return POSTGRES_URL
 
 
 @dataclass

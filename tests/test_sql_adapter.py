@@ -33,10 +33,7 @@ from flask_idms_webhooks.iupdate.sql import (
     engine_for,
 )
 from flask_idms_webhooks.tasks import DataType, FilterRow, Operator, Prompt
-
-POSTGRES_URL = os.environ.get(
-    "IDMS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
+from tests.conftest import require_postgres
 
 MEMBER = """
 CREATE TABLE member (
@@ -105,23 +102,7 @@ class Database:
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
     """The PostgreSQL server's URL; fails (never skips) when it cannot be reached."""
-    engine = sa.create_engine(POSTGRES_URL)
-    problem = None
-    try:
-        with engine.connect() as connection:
-            connection.execute(sa.text("SELECT 1"))
-    except sa.exc.DBAPIError as error:
-        problem = str(error.orig).splitlines()[0]
-    finally:
-        engine.dispose()
-    if problem:
-        where = engine.url.render_as_string(hide_password=True)
-        pytest.fail(
-            f"PostgreSQL at {where} is unreachable ({problem}); the SQL adapter tests"
-            " need one: start it or set IDMS_TEST_POSTGRES_URL",
-            pytrace=False,
-        )
-    return POSTGRES_URL
+    return require_postgres()
 
 
 @contextmanager
