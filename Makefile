@@ -4,13 +4,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint docs clean
+.PHONY: run test lint docs bench clean
 
 $(STAMP): pyproject.toml setup.cfg
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[server,test,dev,embedded-redis]'
+	$(PY) -m pip install --quiet -e '.[server,test,dev,embedded-redis,bench]'
 	touch $(STAMP)
 
 run: $(STAMP)  ## serve the example app (private Redis, a worker, gunicorn) on 127.0.0.1:$${PORT:-8000}
@@ -20,12 +20,15 @@ test: $(STAMP)  ## the whole suite, against a Redis server it starts itself
 	$(PY) -m pytest
 
 lint: $(STAMP)  ## ruff (lint + format check) and mypy
-	$(VENV)/bin/ruff check flask_idms_webhooks example_app tests
-	$(VENV)/bin/ruff format --check flask_idms_webhooks example_app tests
+	$(VENV)/bin/ruff check flask_idms_webhooks example_app tests bench
+	$(VENV)/bin/ruff format --check flask_idms_webhooks example_app tests bench
 	$(VENV)/bin/mypy
 
 docs: $(STAMP)  ## the Sphinx docs, warnings as errors
 	$(VENV)/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+
+bench: $(STAMP)  ## triggers, polls, workers and the engine against bare baselines (wrk or Python load, 127.0.0.1 only); results in bench/results/
+	$(PY) -m bench
 
 clean:
 	rm -rf $(VENV) docs/_build instance

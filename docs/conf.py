@@ -35,3 +35,4 @@ napoleon_numpy_docstring = False
 
 html_theme = "furo"
 html_title = f"flask-idms-webhooks {release}"
+html_static_path = ["_static"]
