@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -218,3 +219,28 @@ def require_postgres() -> str:
             pytrace=False,
         )
     return POSTGRES_URL
+
+
+@contextmanager
+def postgres_schema(prefix: str, close: Callable[[], None]) -> Iterator[str]:
+    """A URL on a fresh PostgreSQL schema of this test's own, dropped afterwards (after
+    ``close`` has given every connection back: an open one would block the drop)."""
+    base = require_postgres()
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base)
+    try:
+        with admin.begin() as connection:
+            connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+        try:
+            yield (
+                sa.make_url(base)
+                .update_query_dict({"options": f"-csearch_path={schema}"})
+                .render_as_string(hide_password=False)
+            )
+        finally:
+            close()
+            with admin.begin() as connection:
+                connection.execute(sa.text("SET LOCAL lock_timeout = '10s'"))  # fail, not hang
+                connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    finally:
+        admin.dispose()

@@ -5,7 +5,6 @@ the real webhook and an in-process burst worker."""
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from flask_idms_webhooks.extension import state_of
 from flask_idms_webhooks.iupdate import connections
 from flask_idms_webhooks.iupdate.sql import engine_for
 from flask_idms_webhooks.worker import make_worker
-from tests.conftest import ADMIN, poll_path, require_postgres
+from tests.conftest import ADMIN, poll_path, postgres_schema
 
 SECRET = "engine-test-secret"
 ADMIN_TOKEN = ADMIN["Authorization"].removeprefix("Bearer ")
@@ -255,24 +254,5 @@ def open_database(kind: str, tmp_path: Path) -> Iterator[Database]:
         finally:
             close_connections()
         return
-    base = require_postgres()
-    schema = f"idms_engine_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base)
-    try:
-        with admin.begin() as connection:
-            connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-        url = (
-            sa.make_url(base)
-            .update_query_dict({"options": f"-csearch_path={schema}"})
-            .render_as_string(hide_password=False)
-        )
-        try:
-            yield Database(kind, url)
-        finally:
-            close_connections()
-            with admin.begin() as connection:
-                # A connection left open in a transaction would block the drop: fail fast.
-                connection.execute(sa.text("SET LOCAL lock_timeout = '10s'"))
-                connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-    finally:
-        admin.dispose()
+    with postgres_schema("idms_engine", close_connections) as url:
+        yield Database(kind, url)

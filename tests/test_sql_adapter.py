@@ -33,7 +33,7 @@ from flask_idms_webhooks.iupdate.sql import (
     engine_for,
 )
 from flask_idms_webhooks.tasks import DataType, FilterRow, Operator, Prompt
-from tests.conftest import require_postgres
+from tests.conftest import postgres_schema, require_postgres
 
 MEMBER = """
 CREATE TABLE member (
@@ -114,25 +114,9 @@ def open_database(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> 
         finally:
             dispose_engines()
         return
-    base = request.getfixturevalue("postgres_url")
-    schema = f"idms_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base)
-    try:
-        with admin.begin() as connection:
-            connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-        url = (
-            sa.make_url(base)
-            .update_query_dict({"options": f"-csearch_path={schema}"})
-            .render_as_string(hide_password=False)
-        )
-        try:
-            yield Database(kind, url, engine_for(url))
-        finally:
-            dispose_engines()
-            with admin.begin() as connection:
-                connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-    finally:
-        admin.dispose()
+    request.getfixturevalue("postgres_url")  # fails, never skips, without a server
+    with postgres_schema("idms_test", dispose_engines) as url:
+        yield Database(kind, url, engine_for(url))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
