@@ -1,5 +1,6 @@
 """flask-idms-webhooks: start iDMS-style data-sync tasks by webhook and follow them."""
 
+from .context import JobContext
 from .errors import (
     ConfigurationError,
     IdmsWebhooksError,
@@ -9,7 +10,6 @@ from .errors import (
     TaskLoadError,
 )
 from .extension import IdmsWebhooks
-from .context import JobContext
 from .tasks import DataType, FilterRow, Operator, Prompt, Task
 
 __all__ = [

@@ -11,8 +11,8 @@ from flask import Flask
 from rq import Queue, SimpleWorker, Worker
 from rq.serializers import JSONSerializer
 
-from .extension import WebhooksState, state_of
 from .documents import HORSE_DIED
+from .extension import WebhooksState, state_of
 
 logger = logging.getLogger("flask_idms_webhooks")
 
