@@ -627,8 +627,8 @@ class Bench:
         return template, database, tasks
 
     def run_engine(self, engine_app: Any, template: Path, database: Path, progress: bool) -> Sample:
+        from flask_idms_webhooks.context import JobContext
         from flask_idms_webhooks.iupdate import connections
-        from flask_idms_webhooks.jobs import JobContext
         from flask_idms_webhooks.worker import make_worker
 
         shutil.copyfile(template, database)

@@ -14,7 +14,6 @@ IN_PROGRESS = "in progress"
 SUCCEEDED = "succeeded"
 FAILED = "failed"
 CANCELLED = "cancelled"
-FINISHED = (SUCCEEDED, FAILED, CANCELLED)
 
 
 def utc_now() -> str:

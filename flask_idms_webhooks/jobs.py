@@ -24,7 +24,6 @@ from .documents import (
     CANCELLED,
     CANCELLED_BY_REQUEST,
     FAILED,
-    HORSE_DIED,
     IN_PROGRESS,
     QUEUED,
     SUCCEEDED,
@@ -42,15 +41,7 @@ from .tasks import Task
 if TYPE_CHECKING:
     from .extension import WebhooksState
 
-__all__ = [
-    "ENTRY_POINT",
-    "HORSE_DIED",
-    "JobContext",
-    "JobManager",
-    "new_document",
-    "new_job_id",
-    "run_job",
-]
+__all__ = ["ENTRY_POINT", "JobManager", "queue_for", "run_job"]
 
 logger = logging.getLogger("flask_idms_webhooks")
 

@@ -244,3 +244,19 @@ def postgres_schema(prefix: str, close: Callable[[], None]) -> Iterator[str]:
                 connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
     finally:
         admin.dispose()
+
+
+def abandon_job(
+    client: FlaskClient, state: WebhooksState, task_id: str, parameters: dict[str, Any]
+) -> Any:
+    """Start a job and leave it as a dead worker would: in progress, heartbeat gone.
+    Answers the polling webhook's answer."""
+    key = state.credentials.task_key(state.tasks[task_id])
+    answer = client.post(
+        f"/idms/tasks/{task_id}/jobs?key={key}", json={"QueryParameters": parameters}
+    )
+    document = answer.get_json()
+    document["Status"] = "in progress"
+    state.store.start(document)
+    state.redis.delete(state.store.heartbeat_key(document["ExecuteId"]))
+    return answer

@@ -19,9 +19,10 @@ from typing import Any
 
 import redis
 
+from flask_idms_webhooks.context import JobContext
+from flask_idms_webhooks.documents import new_document
 from flask_idms_webhooks.iupdate.engine import Engine, run_iupdate
 from flask_idms_webhooks.iupdate.sql import dispose_engines
-from flask_idms_webhooks.jobs import JobContext, new_document
 from flask_idms_webhooks.store import JobStore, dumps
 from flask_idms_webhooks.tasks import Action, Source, Target, Task
 

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 
-from flask_idms_webhooks import jobs, security
+from flask_idms_webhooks import documents, security
 from flask_idms_webhooks.extension import state_of
 from tests.conftest import ADMIN, poll_path
 
@@ -462,7 +462,7 @@ def test_job_ids_are_long_random_and_url_safe(client, key, start):
 
 
 def test_new_job_ids_carry_128_bits():
-    ids = {jobs.new_job_id() for _ in range(2000)}
+    ids = {documents.new_job_id() for _ in range(2000)}
     assert len(ids) == 2000
     assert all(URL_SAFE_ID.match(job_id) for job_id in ids)
     # every position varies: no fixed prefix, counter or timestamp

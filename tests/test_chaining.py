@@ -6,7 +6,7 @@ import pytest
 from flask import Flask
 
 from flask_idms_webhooks import IdmsWebhooks, TaskLoadError
-from tests.conftest import ADMIN, poll_path
+from tests.conftest import ADMIN, abandon_job, poll_path
 
 
 def start_parent(client, key, **parameters):
@@ -89,13 +89,7 @@ def test_a_task_file_chain_cycle_names_the_file(redis_url, tmp_path):
 
 
 def test_a_parent_whose_worker_died_starts_its_on_failure_children_once(app, client, key, state):
-    answer = client.post(
-        f"/idms/tasks/parent/jobs?key={key('parent')}", json={"QueryParameters": {"Count": 1}}
-    )
-    document = answer.get_json()
-    document["Status"] = "in progress"
-    state.store.start(document)
-    state.redis.delete(state.store.heartbeat_key(document["ExecuteId"]))  # the worker died
+    answer = abandon_job(client, state, "parent", {"Count": 1})
     assert state.jobs.reap() == 1
     polled = client.get(poll_path(answer.headers["Location"])).get_json()  # a poller sees it too
     assert polled["Status"] == "failed" and polled["Error"]["Type"] == "WorkerDied"

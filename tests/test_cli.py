@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.conftest import poll_path
+from tests.conftest import abandon_job, poll_path
 
 
 def test_trigger_starts_a_job_and_prints_its_polling_url(app, client, run_burst):
@@ -39,17 +39,11 @@ def test_tasks_lists_each_task_with_working_webhook_urls(app, client, key):
     assert "QueryParameters: Count, Delay, FailEvery" in result.output
 
 
-def test_reap_seals_a_running_job_whose_heartbeat_stopped(app, client, key, state):
-    answer = client.post(
-        f"/idms/tasks/count/jobs?key={key('count')}", json={"QueryParameters": {"Count": 1}}
-    )
-    document = answer.get_json()
-    document["Status"] = "in progress"
-    state.store.start(document)
-    state.redis.delete(state.store.heartbeat_key(document["ExecuteId"]))  # the worker died
+def test_reap_seals_a_running_job_whose_heartbeat_stopped(app, client, state):
+    job_id = abandon_job(client, state, "count", {"Count": 1}).get_json()["ExecuteId"]
     result = app.test_cli_runner().invoke(args=["idms-webhooks", "reap"])
     assert result.exit_code == 0 and "sealed 1 job" in result.output
-    sealed = json.loads(state.store.read(document["ExecuteId"])[0])
+    sealed = json.loads(state.store.read(job_id)[0])
     assert sealed["Status"] == "failed" and sealed["Error"]["Type"] == "WorkerDied"
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from flask_idms_webhooks.jobs import JobContext
+from flask_idms_webhooks.context import JobContext
 from flask_idms_webhooks.testing import ImisDouble, QueryFilter
 from tests.conftest import ADMIN
 from tests.engine_support import (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..errors import IdmsWebhooksError
@@ -33,7 +33,6 @@ class Page:
     rows: list[Row]
     #: How many rows the whole source has, when known (IQA ``TotalCount``, SQL COUNT).
     total: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class SourceReadError(IdmsWebhooksError):
