@@ -35,7 +35,9 @@ def trivial(parameters: dict[str, Any], context: Any) -> None:
 def create_app(**overrides: Any) -> Flask:
     app = Flask(__name__)
     app.config.update(
-        SECRET_KEY=os.environ.get("BENCH_SECRET", DEFAULT_SECRET),
+        # The extension's own secret, not Flask's SECRET_KEY: with SECRET_KEY set, Flask opens a
+        # cookie session on every request, which the bare baselines (no SECRET_KEY) do not.
+        IDMS_WEBHOOKS_SECRET_KEY=os.environ.get("BENCH_SECRET", DEFAULT_SECRET),
         IDMS_WEBHOOKS_REDIS_URL=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"),
         IDMS_WEBHOOKS_QUEUE_NAME=os.environ.get("BENCH_QUEUE", DEFAULT_QUEUE),
         IDMS_WEBHOOKS_ADMIN_TOKEN="bench-admin-token",  # noqa: S106

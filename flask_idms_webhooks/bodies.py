@@ -73,6 +73,16 @@ def _check_value(value: Any) -> None:
                 raise _Refused("a string holds a lone surrogate (not valid Unicode)") from None
 
 
+def plainly_shallow(data: bytes) -> bool:
+    """Whether a body cannot break ``_check_value``'s rules, seen from its bytes alone: too
+    few brackets to nest deeper than ``MAX_DEPTH``, and ASCII with no ``\\u`` escape (so
+    no lone surrogate: ``json.loads`` decodes bytes with ``surrogatepass``). Most bodies
+    are; the walk over the parsed value is skipped for them."""
+    return (
+        data.isascii() and b"\\u" not in data and data.count(b"[") + data.count(b"{") <= MAX_DEPTH
+    )
+
+
 def parse_json_body(request: flask.Request) -> Any:
     """The request's JSON body, ``core.missing`` when there is none; aborts on bad input."""
     limit = request.max_content_length
@@ -95,7 +105,8 @@ def parse_json_body(request: flask.Request) -> Any:
             parse_float=_finite_float,
             object_pairs_hook=_no_duplicates,
         )
-        _check_value(value)
+        if not plainly_shallow(data):
+            _check_value(value)
     except RecursionError:
         abort(400, message=f"Malformed JSON: nested deeper than {MAX_DEPTH} levels.")
     except _Refused as error:

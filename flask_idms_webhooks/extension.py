@@ -58,6 +58,8 @@ class WebhooksState:
     store: JobStore = field(init=False)
     queue: Queue = field(init=False)
     jobs: JobManager = field(init=False)
+    #: The request roots seen (by scheme, host, port, script name), as URIs: ``base_url``.
+    request_roots: dict[tuple[Any, ...], str] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.store = JobStore(

@@ -88,8 +88,15 @@ class JobManager:
             retry_after=task.retry_after or self.state.settings.retry_after,
         )
 
-    def submit(self, task: Task, document: Document, claim_key: str | None = None) -> None:
-        """Write a new job's record and enqueue it, in one pipelined transaction.
+    def submit(
+        self,
+        task: Task,
+        document: Document,
+        claim_key: str | None = None,
+        body: bytes | None = None,
+    ) -> None:
+        """Write a new job's record (``body``: the document already serialised, if the
+        caller has it) and enqueue it, in one pipelined transaction.
 
         If that fails, the ``Idempotency-Key`` claim made for it is released, so that the
         caller's retry can start the job.
@@ -111,7 +118,9 @@ class JobManager:
             )
 
         try:
-            self.store.create(document, live_ttl=timeout + settings.result_ttl, enqueue=enqueue)
+            self.store.create(
+                document, live_ttl=timeout + settings.result_ttl, enqueue=enqueue, body=body
+            )
         except StoreUnavailable:
             if claim_key is not None:
                 try:

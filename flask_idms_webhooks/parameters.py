@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import ValidationError, fields, validate
 
 from .errors import ParameterError, TaskLoadError
 from .tasks import DataType, FilterRow, Operator, Prompt
@@ -132,15 +132,12 @@ class QueryParameterSet:
             if count > 1 and column not in self.rows
         }
         self.ambiguous = {column: keys for column, keys in self.ambiguous.items() if keys}
-        # Field names stay dot-free (marshmallow reads a dot as nesting); data_key carries
-        # the caller's key, so "CsContact1.ImisId" is one flat key.
-        self._attributes = {key: f"p{index}" for index, key in enumerate(self.rows)}
-        schema_fields = {}
-        for key, row in self.rows.items():
-            field = filter_field(row)
-            field.data_key = key
-            schema_fields[self._attributes[key]] = field
-        self._schema: Schema = Schema.from_dict(schema_fields)()
+        #: Each settable key's marshmallow field. Values are loaded field by field (no
+        #: Schema around them: its load machinery costs more than the three or four fields
+        #: a task has), with the same validators and messages.
+        self.fields: dict[str, fields.Field[Any]] = {
+            key: filter_field(row) for key, row in self.rows.items()
+        }
         self.defaults: dict[str, Any] = {}
         self.query_defaults: dict[str, Any] = {}
         for key, row in self.all_rows.items():
@@ -174,18 +171,17 @@ class QueryParameterSet:
             else:
                 valid = ", ".join(self.keys) or "none: this task takes no QueryParameters"
                 errors[key] = [f"Unknown parameter {key!r}. Valid keys: {valid}."]
-        given = {k: v for k, v in supplied.items() if k in self.rows and v is not None and v != ""}
-        try:
-            loaded = self._schema.load(given)
-        except ValidationError as error:
-            errors.update(error.normalized_messages())  # type: ignore[no-untyped-call]
-            loaded = {}
+        given: dict[str, Any] = {}
+        for key, value in supplied.items():
+            if key in self.rows and value is not None and value != "":
+                try:
+                    given[key] = _jsonable(self.fields[key].deserialize(value))
+                except ValidationError as error:
+                    errors[key] = error.messages
         resolved: dict[str, ResolvedParameter] = {}
         for key, row in self.rows.items():
             if key in given:
-                resolved[key] = ResolvedParameter(
-                    _jsonable(loaded.get(self._attributes[key])), REQUEST
-                )
+                resolved[key] = ResolvedParameter(given[key], REQUEST)
             elif key in self.defaults:
                 resolved[key] = ResolvedParameter(self.defaults[key], TASK_DEFAULT)
             elif key in self.query_defaults:

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import json
+import re
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 from flask import Response, current_app, request
-from flask.views import MethodView
 from flask_smorest import abort
 from flask_smorest.error_handler import ErrorSchema
+from marshmallow import ValidationError
+from webargs import core
+from werkzeug.datastructures import Headers
+from werkzeug.urls import iri_to_uri
 
-from .bodies import HardenedBlueprint
+from .bodies import HardenedBlueprint, parse_json_body
 from .errors import ParameterError, StoreUnavailable
 from .schemas import (
     ExecuteSchema,
@@ -26,12 +31,15 @@ from .schemas import (
     TaskSchema,
     TriggerBodySchema,
     ValidateSchema,
+    plainly_valid_trigger_body,
 )
 from .security import presented_task_key
 from .store import Document, dumps
 from .tasks import Task
 
 if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
+
     from .extension import WebhooksState
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -86,6 +94,8 @@ blp = HardenedBlueprint(
 )
 
 
+TRIGGER_BODY_SCHEMA = TriggerBodySchema()
+
 IDEMPOTENCY_KEY_DOC = blp.doc(
     parameters=[
         {
@@ -128,24 +138,33 @@ def state() -> WebhooksState:
     return current_app.extensions["idms_webhooks"]  # type: ignore[no-any-return]
 
 
-#: (endpoint, method) of the routes a task key opens, and of the admin routes.
-TASK_KEY_ROUTES = {("execute", "POST"), ("TaskJobs", "POST"), ("validate", "POST")}
-ADMIN_ROUTES = {("list_tasks", "GET"), ("get_task", "GET"), ("TaskJobs", "GET")}
+def guarded(check: Callable[[], None]) -> Callable[[F], F]:
+    """Credentials first, before the body or the query is even read: an unknown task is
+    404, a wrong key 401, whatever the request holds. Put it right under ``blp.route``,
+    above flask-smorest's parsing decorators. (The hot routes check credentials first
+    thing in the view, which reads its body itself.)"""
+
+    def decorate(view: F) -> F:
+        @functools.wraps(view)
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            request.max_content_length = state().settings.max_body_size
+            check()
+            return view(*args, **kwargs)
+
+        return checked  # type: ignore[return-value]
+
+    return decorate
 
 
-@blp.before_request
-def authenticate() -> None:
-    """Credentials first, before the body is even read: an unknown task is 404, a wrong
-    key 401, whatever the body holds. Job routes check their token or key in the view."""
-    request.max_content_length = state().settings.max_body_size
-    route = ((request.endpoint or "").rpartition(".")[2], request.method)
+def admin_of_task() -> None:
+    require_admin()
     task_id = (request.view_args or {}).get("task_id")
-    if route in ADMIN_ROUTES:
-        require_admin()
-        if task_id is not None:
-            known_task(task_id)
-    elif route in TASK_KEY_ROUTES:
-        require_task_key(known_task(task_id or ""))
+    if task_id is not None:
+        known_task(task_id)
+
+
+def key_of_task() -> None:
+    require_task_key(known_task((request.view_args or {}).get("task_id") or ""))
 
 
 @blp.errorhandler(StoreUnavailable)
@@ -174,23 +193,62 @@ def require_admin() -> None:
         unauthorized("A valid admin token is required (Authorization: Bearer <token>).")
 
 
-def known_task(task_id: str) -> Task:
-    task = state().tasks.get(task_id)
+def known_task(task_id: str, current: WebhooksState | None = None) -> Task:
+    task = (current or state()).tasks.get(task_id)
     if task is None:
         abort(404, message=f"No task {task_id!r}.")
     return task  # type: ignore[return-value]
 
 
-def require_task_key(task: Task) -> None:
-    if not state().credentials.check_task_key(task, presented_task_key(request)):
+def require_task_key(task: Task, current: WebhooksState | None = None) -> None:
+    if not (current or state()).credentials.check_task_key(task, presented_task_key(request)):
         unauthorized(
             "A valid task key is required: Authorization: Bearer <key>, "
             "X-Webhook-Key: <key>, or ?key=<key>."
         )
 
 
-def base_url() -> str:
-    return state().settings.public_url or request.url_root
+def base_url(current: WebhooksState) -> str:
+    """The root of the URLs we hand out, as a URI (a job's PollingUrl is built on it):
+    ``IDMS_WEBHOOKS_PUBLIC_URL``, else the request's own root."""
+    if current.settings.public_url:
+        return as_uri(current.settings.public_url)
+    environ = request.environ
+    # Werkzeug rebuilds url_root from these on every access (an IRI, converted back here).
+    origin = (
+        environ.get("wsgi.url_scheme"),
+        environ.get("HTTP_HOST"),
+        environ.get("SERVER_NAME"),
+        environ.get("SERVER_PORT"),
+        environ.get("SCRIPT_NAME"),
+    )
+    root = current.request_roots.get(origin)
+    if root is None:
+        root = as_uri(request.url_root)  # checks TRUSTED_HOSTS: refused hosts never get here
+        if len(current.request_roots) >= MAX_REMEMBERED_ROOTS:
+            current.request_roots.clear()
+        current.request_roots[origin] = root
+    return root
+
+
+MAX_REMEMBERED_ROOTS = 64
+
+#: ``token=<URL-safe token>``, the whole query of a PollingUrl.
+PLAIN_TOKEN_QUERY = re.compile(r"token=([A-Za-z0-9_-]*)")
+
+
+@functools.lru_cache(maxsize=MAX_REMEMBERED_ROOTS)
+def as_uri(url: str) -> str:
+    return iri_to_uri(url)
+
+
+def given_job_token() -> str | None:
+    """The ``?token=`` of the request. A query of that one parameter (the PollingUrl as we
+    hand it out) is read as is, without building ``request.args``."""
+    plain = PLAIN_TOKEN_QUERY.fullmatch(request.environ.get("QUERY_STRING", ""))
+    if plain is not None:
+        return plain[1]
+    return request.args.get("token")
 
 
 # -- documents ------------------------------------------------------------------------
@@ -199,7 +257,7 @@ def base_url() -> str:
 def task_document(task: Task) -> dict[str, Any]:
     current = state()
     key = quote(current.credentials.task_key(task), safe="")
-    root = f"{base_url().rstrip('/')}{current.settings.url_prefix}/tasks/{task.id}"
+    root = f"{base_url(current).rstrip('/')}{current.settings.url_prefix}/tasks/{task.id}"
     parameters = current.parameters[task.id]
     return {
         "TaskId": task.id,
@@ -211,13 +269,35 @@ def task_document(task: Task) -> dict[str, Any]:
     }
 
 
+class JsonAnswer(Response):
+    """A JSON answer. A queued or running job's ``Location`` and ``Retry-After`` (``poll``)
+    are added as it is sent, in ``get_wsgi_headers``: the Location is already a URI (built
+    on ``base_url``), so Werkzeug's IRI conversion of it, and two rewrites of the header
+    list, are skipped on every poll and trigger."""
+
+    default_mimetype = "application/json"
+
+    def __init__(
+        self, body: bytes, status: int, poll: tuple[str, str] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(body, status=status, **kwargs)
+        self.poll = poll
+
+    def get_wsgi_headers(self, environ: WSGIEnvironment) -> Headers:
+        headers = super().get_wsgi_headers(environ)
+        if self.poll is not None:
+            headers.add("Location", self.poll[0])
+            headers.add("Retry-After", self.poll[1])
+        return headers
+
+
 def json_response(body: bytes, status: int, headers: dict[str, str] | None = None) -> Response:
-    return Response(body, status=status, mimetype="application/json", headers=headers)
+    return JsonAnswer(body, status, headers=headers)
 
 
-def find_job(job_id: str) -> tuple[bytes, bool, Document]:
+def find_job(job_id: str, current: WebhooksState | None = None) -> tuple[bytes, bool, Document]:
     """(document bytes, finished, document) of a job; 404 once it is gone."""
-    found = state().jobs.current(job_id)
+    found = (current or state()).jobs.current(job_id)
     if found is None:
         abort(404, message="No such job, or its record has expired.")
     body, finished, document = found  # type: ignore[misc]
@@ -227,11 +307,12 @@ def find_job(job_id: str) -> tuple[bytes, bool, Document]:
 def read_job(job_id: str) -> tuple[bytes, bool, Document]:
     """A job as its reader may see it: with its job token (checked first, without a Redis
     read), or with its task's key."""
-    token = request.args.get("token")
+    current = state()
+    token = given_job_token()
     if token is not None:
-        if not state().credentials.check_job_token(job_id, token):
+        if not current.credentials.check_job_token(job_id, token):
             unauthorized("This job token is not valid for this job.")
-        return find_job(job_id)
+        return find_job(job_id, current)
     if presented_task_key(request) is None:
         unauthorized("A job token (?token=) or the task's key is required.")
     found = find_job(job_id)
@@ -248,20 +329,23 @@ def require_job_task_key(document: Document) -> None:
 def job_response(body: bytes, finished: bool, document: Document) -> Response:
     """200 with a finished document; 202 with Location and Retry-After while it runs."""
     if finished:
-        return json_response(body, 200)
-    return json_response(
-        body,
-        202,
-        {"Location": document["PollingUrl"], "Retry-After": str(document["RetryAfter"])},
-    )
+        return JsonAnswer(body, 200)
+    return JsonAnswer(body, 202, poll=poll_headers(document))
+
+
+def poll_headers(document: Document) -> tuple[str, str]:
+    """(Location, Retry-After) of a queued or running job."""
+    return document["PollingUrl"], str(document["RetryAfter"])
 
 
 # -- starting jobs --------------------------------------------------------------------
 
 
-def resolve_parameters(task: Task, body: dict[str, Any]) -> Any:
+def resolve_parameters(
+    task: Task, body: dict[str, Any], current: WebhooksState | None = None
+) -> Any:
     try:
-        return state().parameters[task.id].resolve(body.get("QueryParameters"))
+        return (current or state()).parameters[task.id].resolve(body.get("QueryParameters"))
     except ParameterError as error:
         abort(
             422,
@@ -300,18 +384,16 @@ def replay(claimed: Document, body_hash: str) -> Response:
     return json_response(claimed["Body"].encode(), claimed["Status"], headers)
 
 
-def start_job(task_id: str, body: dict[str, Any], route: str) -> Response:
+def start_job(current: WebhooksState, task: Task, body: dict[str, Any], route: str) -> Response:
     """Start a job (or replay the first answer of an ``Idempotency-Key``)."""
-    current = state()
-    task = known_task(task_id)
-    parameters = resolve_parameters(task, body)
+    parameters = resolve_parameters(task, body, current)
     scope = idempotency_scope(task, route, body)
-    document = current.jobs.prepare(task, parameters, base_url())
+    document = current.jobs.prepare(task, parameters, base_url(current))
+    record = dumps(document)
     if route == "polling":
-        status, answer = 202, dumps(document)
-        headers = {"Location": document["PollingUrl"], "Retry-After": str(document["RetryAfter"])}
+        status, answer, poll = 202, record, poll_headers(document)
     else:
-        status, answer, headers = 200, dumps(execute_answer(document)), {}
+        status, answer, poll = 200, dumps(execute_answer(document)), None
     claim_key = None
     if scope is not None:
         claim_key, body_hash = scope
@@ -321,14 +403,14 @@ def start_job(task_id: str, body: dict[str, Any], route: str) -> Response:
                 "ExecuteId": document["ExecuteId"],
                 "BodyHash": body_hash,
                 "Status": status,
-                "Headers": headers,
+                "Headers": {"Location": poll[0], "Retry-After": poll[1]} if poll else {},
                 "Body": answer.decode(),
             },
         )
         if claimed is not None:
             return replay(claimed, body_hash)
-    current.jobs.submit(task, document, claim_key=claim_key)
-    return json_response(answer, status, headers)
+    current.jobs.submit(task, document, claim_key=claim_key, body=record)
+    return JsonAnswer(answer, status, poll=poll)
 
 
 def execute_answer(document: Document) -> Document:
@@ -336,9 +418,54 @@ def execute_answer(document: Document) -> Document:
 
 
 # -- routes ---------------------------------------------------------------------------
+# The webhooks and the poll are the hot paths: they are documented with flask-smorest's
+# decorators (see ``documented``) but parse and answer by themselves, with the same
+# schemas and error shapes, and answer pre-serialised bytes.
+
+
+def documented(*decorators: Callable[[Any], Any]) -> Callable[[F], F]:
+    """flask-smorest's documentation decorators, without their wrappers at run time.
+
+    ``blp.arguments`` and ``blp.response`` wrap a view in layers that parse, dump and
+    re-check it on every request; on a hot route they cost more than the route's own
+    work. The documentation they build (``_apidoc``) is kept on the bare view.
+    """
+
+    def decorate(view: F) -> F:
+        twin: Any = view
+        for decorator in reversed(decorators):
+            twin = decorator(twin)
+        view._apidoc = twin._apidoc  # type: ignore[attr-defined]
+        return view
+
+    return decorate
+
+
+def trigger_body(current: WebhooksState) -> dict[str, Any]:
+    """A webhook's body, validated by ``TriggerBodySchema`` (the documented one); an
+    empty body is ``{}``. Aborts as the other routes do: 4xx before anything changes."""
+    request.max_content_length = current.settings.max_body_size
+    body = parse_json_body(request)
+    if body is core.missing:
+        return {}
+    if plainly_valid_trigger_body(body):
+        return body  # type: ignore[no-any-return]
+    try:
+        return TRIGGER_BODY_SCHEMA.load(body)  # type: ignore[no-any-return]
+    except ValidationError as error:
+        abort(422, errors={"json": error.messages})
+        raise  # pragma: no cover (abort raises)
+
+
+def trigger(task_id: str, route: str) -> Response:
+    current = state()
+    task = known_task(task_id, current)
+    require_task_key(task, current)
+    return start_job(current, task, trigger_body(current), route)
 
 
 @blp.route("/tasks")
+@guarded(admin_of_task)
 @ADMIN_ONLY
 @blp.response(200, TaskSchema(many=True))
 @documented_errors(401, store=False)
@@ -348,6 +475,7 @@ def list_tasks() -> Any:
 
 
 @blp.route("/tasks/<task_id>")
+@guarded(admin_of_task)
 @ADMIN_ONLY
 @blp.response(200, TaskSchema)
 @documented_errors(401, 404, store=False)
@@ -356,47 +484,58 @@ def get_task(task_id: str) -> Any:
     return task_document(known_task(task_id))
 
 
+TRIGGER_DOCS = (
+    TASK_KEY_ONLY,
+    blp.arguments(TriggerBodySchema, required=False),
+)
+
+
 @blp.route("/tasks/<task_id>/execute", methods=["POST"])
-@TASK_KEY_ONLY
-@blp.arguments(TriggerBodySchema, required=False)
-@blp.response(200, ExecuteSchema)
-@IDEMPOTENCY_KEY_DOC
-@documented_errors(400, 401, 404, 413, 415, 422)
-def execute(body: dict[str, Any], task_id: str) -> Any:
+@documented(
+    *TRIGGER_DOCS,
+    blp.response(200, ExecuteSchema),
+    IDEMPOTENCY_KEY_DOC,
+    documented_errors(400, 401, 404, 413, 415, 422),
+)
+def execute(task_id: str) -> Response:
     """Standard webhook: start a job, fire-and-forget (200 once it is queued)."""
-    return start_job(task_id, body, "standard")
+    return trigger(task_id, "standard")
 
 
-@blp.route("/tasks/<task_id>/jobs")
-class TaskJobs(MethodView):
-    @ADMIN_ONLY
-    @blp.arguments(JobListArgsSchema, location="query")
-    @blp.response(200, JobListSchema)
-    @documented_errors(401, 404, 422)
-    def get(self, args: dict[str, int], task_id: str) -> Any:
-        """Recent jobs of a task, newest first, paginated (admin)."""
-        task = known_task(task_id)
-        page, page_size = args["page"], args["page_size"]
-        total, documents = state().store.history(task.id, (page - 1) * page_size, page_size)
-        return {
-            "TaskId": task.id,
-            "Page": page,
-            "PageSize": page_size,
-            "Total": total,
-            "Jobs": [json.loads(document) for document in documents],
-        }
+@blp.route("/tasks/<task_id>/jobs", methods=["GET"])
+@guarded(admin_of_task)
+@ADMIN_ONLY
+@blp.arguments(JobListArgsSchema, location="query")
+@blp.response(200, JobListSchema)
+@documented_errors(401, 404, 422)
+def list_jobs(args: dict[str, int], task_id: str) -> Any:
+    """Recent jobs of a task, newest first, paginated (admin)."""
+    task = known_task(task_id)
+    page, page_size = args["page"], args["page_size"]
+    total, documents = state().store.history(task.id, (page - 1) * page_size, page_size)
+    return {
+        "TaskId": task.id,
+        "Page": page,
+        "PageSize": page_size,
+        "Total": total,
+        "Jobs": [json.loads(document) for document in documents],
+    }
 
-    @TASK_KEY_ONLY
-    @blp.arguments(TriggerBodySchema, required=False)
-    @blp.response(202, JobSchema, headers=POLL_HEADERS)
-    @IDEMPOTENCY_KEY_DOC
-    @documented_errors(400, 401, 404, 413, 415, 422)
-    def post(self, body: dict[str, Any], task_id: str) -> Any:
-        """Asynchronous polling webhook: 202 with an absolute Location to poll."""
-        return start_job(task_id, body, "polling")
+
+@blp.route("/tasks/<task_id>/jobs", methods=["POST"])
+@documented(
+    *TRIGGER_DOCS,
+    blp.response(202, JobSchema, headers=POLL_HEADERS),
+    IDEMPOTENCY_KEY_DOC,
+    documented_errors(400, 401, 404, 413, 415, 422),
+)
+def polling_webhook(task_id: str) -> Response:
+    """Asynchronous polling webhook: 202 with an absolute Location to poll."""
+    return trigger(task_id, "polling")
 
 
 @blp.route("/tasks/<task_id>/validate", methods=["POST"])
+@guarded(key_of_task)
 @TASK_KEY_ONLY
 @blp.arguments(TriggerBodySchema, required=False)
 @blp.response(200, ValidateSchema)
@@ -411,37 +550,40 @@ def validate(body: dict[str, Any], task_id: str) -> Any:
     }
 
 
-@blp.route("/jobs/<job_id>")
-class JobResource(MethodView):
-    @JOB_READER
-    @blp.response(200, JobSchema, description="The job has finished (whatever its outcome).")
-    @blp.alt_response(
+@blp.route("/jobs/<job_id>", methods=["GET"])
+@documented(
+    JOB_READER,
+    blp.response(200, JobSchema, description="The job has finished (whatever its outcome)."),
+    blp.alt_response(
         202,
         schema=JobSchema,
         description="The job is queued or running: poll Location again after Retry-After.",
         headers=POLL_HEADERS,
         success=True,
-    )
-    @documented_errors(401, 404)
-    def get(self, job_id: str) -> Any:
-        """Poll a job: 202 while queued or running, then 200 with the final document."""
-        return job_response(*read_job(job_id))
+    ),
+    documented_errors(401, 404),
+)
+def poll_job(job_id: str) -> Response:
+    """Poll a job: 202 while queued or running, then 200 with the final document."""
+    return job_response(*read_job(job_id))
 
-    @TASK_KEY_ONLY
-    @blp.response(202, JobSchema, description="Cancellation requested (a queued job is cancelled).")
-    @documented_errors(401, 404, 409)
-    def delete(self, job_id: str) -> Any:
-        """Cancel a queued or running job (task key or admin token)."""
-        current = state()
-        is_admin = current.credentials.admin_configured and current.credentials.check_admin(request)
-        if not is_admin and presented_task_key(request) is None:
-            unauthorized("The task's key or an admin token is required.")
-        _, finished, document = find_job(job_id)
-        if not is_admin:
-            require_job_task_key(document)
-        if finished:
-            abort(409, message="The job has already finished.", errors={"Job": document})
-        return json_response(current.jobs.cancel(job_id, document), 202)
+
+@blp.route("/jobs/<job_id>", methods=["DELETE"])
+@TASK_KEY_ONLY
+@blp.response(202, JobSchema, description="Cancellation requested (a queued job is cancelled).")
+@documented_errors(401, 404, 409)
+def cancel_job(job_id: str) -> Any:
+    """Cancel a queued or running job (task key or admin token)."""
+    current = state()
+    is_admin = current.credentials.admin_configured and current.credentials.check_admin(request)
+    if not is_admin and presented_task_key(request) is None:
+        unauthorized("The task's key or an admin token is required.")
+    _, finished, document = find_job(job_id)
+    if not is_admin:
+        require_job_task_key(document)
+    if finished:
+        abort(409, message="The job has already finished.", errors={"Job": document})
+    return json_response(current.jobs.cancel(job_id, document), 202)
 
 
 def spreadsheet_safe(text: str) -> str:
