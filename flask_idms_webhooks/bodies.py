@@ -74,12 +74,17 @@ def _check_value(value: Any) -> None:
 
 
 def plainly_shallow(data: bytes) -> bool:
-    """Whether a body cannot break ``_check_value``'s rules, seen from its bytes alone: too
-    few brackets to nest deeper than ``MAX_DEPTH``, and ASCII with no ``\\u`` escape (so
-    no lone surrogate: ``json.loads`` decodes bytes with ``surrogatepass``). Most bodies
-    are; the walk over the parsed value is skipped for them."""
+    """Whether a body cannot break ``_check_value``'s rules, seen from its bytes alone:
+    fewer brackets than ``MAX_DEPTH`` (a value inside the deepest container sits one level
+    below it), and UTF-8 with no ``\\u`` escape, so no lone surrogate (``json.loads``
+    decodes bytes with ``surrogatepass``). ASCII without NUL bytes is UTF-8 to
+    ``json.detect_encoding``: UTF-16 and UTF-32 have NULs in every ASCII character. Most
+    bodies are plainly shallow; the walk over the parsed value is skipped for them."""
     return (
-        data.isascii() and b"\\u" not in data and data.count(b"[") + data.count(b"{") <= MAX_DEPTH
+        data.isascii()
+        and b"\x00" not in data
+        and b"\\u" not in data
+        and data.count(b"[") + data.count(b"{") < MAX_DEPTH
     )
 
 

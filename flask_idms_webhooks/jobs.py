@@ -191,7 +191,7 @@ class JobManager:
 
     # -- the worker side ----------------------------------------------------------------
     def run(self, job_id: str) -> None:
-        sealed, live, _ = self.store.read(job_id)
+        sealed, live, cancelled = self.store.read_to_run(job_id)
         if sealed is not None or live is None:
             return  # cancelled before it started, or expired
         document: Document = json.loads(live)
@@ -201,7 +201,7 @@ class JobManager:
                 document, FAILED, ("UnknownTask", f"No task {document['TaskId']!r} on this worker.")
             )
             return
-        if self.store.cancel_requested(job_id):
+        if cancelled:
             self.seal(document, CANCELLED, CANCELLED_BY_REQUEST)
             return
         now = utc_now()

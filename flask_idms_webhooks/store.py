@@ -130,6 +130,18 @@ class JobStore:
         return sealed, live, beat is not None
 
     @available
+    def read_to_run(self, job_id: str) -> tuple[bytes | None, bytes | None, bool]:
+        """(sealed document, live document, cancellation requested) in one round trip:
+        what a worker reads before it starts a job."""
+        sealed, live, cancel = cast(
+            list[bytes | None],
+            self.redis.mget(
+                [self.result_key(job_id), self.live_key(job_id), self.cancel_key(job_id)]
+            ),
+        )
+        return sealed, live, cancel is not None
+
+    @available
     def start(self, document: Document) -> bool:
         """Mark a job running: its live record, a first heartbeat, the running set."""
         job_id = document["ExecuteId"]

@@ -13,9 +13,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
 from .config import parse_duration
 from .errors import TaskLoadError
 from .iupdate.connections import check_profile
@@ -285,6 +282,9 @@ def _refuse_literal_secrets(name: str, profile: Any, source: str) -> None:
         )
     url = profile.get("url")
     if isinstance(url, str) and not _ENV.search(url):
+        from sqlalchemy.engine import make_url  # only for files that connect to SQL
+        from sqlalchemy.exc import ArgumentError
+
         try:
             literal = make_url(url).password
         except ArgumentError:
@@ -300,6 +300,9 @@ def _refuse_literal_secrets(name: str, profile: Any, source: str) -> None:
 def resolve_sqlite_path(url: str, base: Path) -> str:
     """A relative SQLite database path, resolved against the task file's folder (so the
     web processes and the workers open the same file); every other URL as it is."""
+    from sqlalchemy.engine import make_url  # only for files that connect to SQL
+    from sqlalchemy.exc import ArgumentError
+
     try:
         parsed = make_url(url)
     except ArgumentError:

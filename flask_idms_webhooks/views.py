@@ -178,6 +178,18 @@ def store_unavailable(error: StoreUnavailable) -> Response:
     return json_response(dumps(body), 503, {"Retry-After": str(STORE_RETRY_AFTER)})
 
 
+@blp.errorhandler(UnicodeDecodeError)
+def undecodable_query(error: UnicodeDecodeError) -> Response:
+    """A raw byte that is not UTF-8 in the query string (a server passes it through as
+    is) makes Werkzeug's ``request.args`` raise: that is the caller's error, a 400."""
+    try:
+        request.query_string.decode()
+    except UnicodeDecodeError:
+        body = {"code": 400, "status": "Bad Request", "message": "The query string is not UTF-8."}
+        return json_response(dumps(body), 400)
+    raise error
+
+
 # -- credentials ----------------------------------------------------------------------
 
 

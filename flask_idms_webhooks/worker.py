@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from typing import Any
 
@@ -31,13 +32,35 @@ class _AppWorkerMixin:
         with self.app.app_context():
             return super().perform_job(*args, **kwargs)  # type: ignore[misc]
 
+    def unsubscribe(self) -> None:
+        # RQ unsubscribes, then stops its pubsub thread: a thread that reads the
+        # unsubscribe reply first waits for the next message (60 s), and the join gives up
+        # after 1 s, on every shutdown (and every burst). Stopping it first lets the reply
+        # end it.
+        thread = getattr(self, "pubsub_thread", None)
+        if thread is not None:
+            thread.stop()
+        super().unsubscribe()  # type: ignore[misc]
+
 
 class IdmsWorker(_AppWorkerMixin, Worker):
-    """A forking worker. When a work-horse ends without sealing its job (killed, stopped
-    by a cancel, out of memory), the job is sealed at once: cancelled or failed."""
+    """A forking worker. When a work-horse ends abnormally (killed, stopped by a cancel,
+    out of memory), its job is sealed at once: cancelled or failed. A horse that exits
+    normally has run ``JobManager.run`` to its end, which sealed the job; the parent then
+    reads nothing (the reaper still catches what a Redis outage left unsealed)."""
+
+    _horse_status: int | None = None
+
+    def wait_for_horse(self) -> tuple[int | None, int | None, Any]:
+        pid, status, rusage = super().wait_for_horse()
+        self._horse_status = status
+        return pid, status, rusage
 
     def monitor_work_horse(self, job: Any, queue: Any, execution: Any) -> None:
+        self._horse_status = None
         super().monitor_work_horse(job, queue, execution)
+        if self._horse_status == os.EX_OK:
+            return
         with self.app.app_context():
             state_of(self.app).jobs.seal_abandoned(job.id, HORSE_DIED)
 

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flask_idms_webhooks.extension import state_of
+from tests.conftest import ADMIN as ADMIN_HEADERS
 
 ROUTES = ["execute", "jobs", "validate"]
 JSON = "application/json"
@@ -330,4 +331,33 @@ def test_fuzzed_bodies_never_give_a_5xx(client, key, state, body, content_type):
     assert answer.mimetype == "application/json"
     if answer.status_code >= 400:
         assert answer.get_json()["code"] == answer.status_code
+    assert state.queue.count == 0
+
+
+UNDECODABLE = "\xe9"  # a raw byte 0xE9 as a WSGI server passes it (latin-1), not UTF-8
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "query", "headers"),
+    [
+        ("POST", "/idms/tasks/params/jobs", "key=K" + UNDECODABLE, {}),
+        ("POST", "/idms/tasks/params/execute", "x=1&key=" + UNDECODABLE, {}),
+        ("POST", "/idms/tasks/params/validate", "key=" + UNDECODABLE, {}),
+        ("GET", "/idms/jobs/some-job", "token=" + UNDECODABLE, {}),
+        ("GET", "/idms/jobs/some-job", "token=abc&x=" + UNDECODABLE, {}),
+        ("GET", "/idms/tasks/params/jobs", "page=" + UNDECODABLE, ADMIN_HEADERS),
+    ],
+)
+def test_a_query_string_that_is_not_utf8_is_400(client, state, method, path, query, headers):
+    """A raw non-UTF-8 byte in a query string that must be read is the caller's error
+    (400), not a 500; nothing is queued."""
+    answer = client.open(
+        path,
+        method=method,
+        json={"QueryParameters": {"ImisId": 1}} if method == "POST" else None,
+        headers=headers,
+        environ_overrides={"QUERY_STRING": query},
+    )
+    body = assert_json_error(answer, 400)
+    assert body["message"] == "The query string is not UTF-8."
     assert state.queue.count == 0

@@ -98,7 +98,7 @@ def test_a_refused_trigger_writes_nothing(make_app, stallable_redis):
 
 
 def test_finished_record_expires_after_the_result_ttl(make_app):
-    app = make_app(IDMS_WEBHOOKS_RESULT_TTL=1)
+    app = make_app(IDMS_WEBHOOKS_RESULT_TTL=2)
     state = state_of(app)
     client = app.test_client()
     key = state.credentials.task_key(state.tasks["count"])
@@ -108,7 +108,7 @@ def test_finished_record_expires_after_the_result_ttl(make_app):
     make_worker(app, simple=True).work(burst=True, logging_level="WARNING")
     location = poll_path(answer.headers["Location"])
     assert client.get(location).status_code == 200
-    time.sleep(1.6)
+    time.sleep(2.6)
     gone = client.get(location)
     assert gone.status_code == 404
     assert gone.get_json()["code"] == 404
