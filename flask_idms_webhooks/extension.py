@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib.metadata
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -29,6 +31,24 @@ from .tasks import TASK_ID, Chain, FilterRow, Handler, Task, chain_errors
 logger = logging.getLogger("flask_idms_webhooks")
 
 EXTENSION_KEY = "idms_webhooks"
+RedisClient = redis.Redis
+
+
+@functools.cache
+def client_identity() -> dict[str, Any]:
+    """How our Redis clients name themselves (``CLIENT SETINFO``), made once per process.
+
+    Without it, redis-py 7.2 and later read their own package metadata for every new
+    connection: milliseconds in every forked work-horse."""
+    try:
+        from redis import DriverInfo
+    except ImportError:  # older redis-py: nothing read per connection, nothing to name
+        return {}
+    try:
+        version = importlib.metadata.version("flask-idms-webhooks")
+    except importlib.metadata.PackageNotFoundError:
+        version = "0"
+    return {"driver_info": DriverInfo().add_upstream_driver("flask-idms-webhooks", version)}
 
 
 def web_redis(url: str, timeout: float) -> redis.Redis:
@@ -43,6 +63,7 @@ def web_redis(url: str, timeout: float) -> redis.Redis:
         socket_connect_timeout=timeout,
         retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
         health_check_interval=30,
+        **client_identity(),
     )
 
 
@@ -69,6 +90,12 @@ class WebhooksState:
         )
         self.queue = queue_for(self.redis, self.settings.queue_name)
         self.jobs = JobManager(self)
+
+    def use_connection(self, connection: RedisClient) -> None:
+        """Talk to Redis through ``connection`` from now on (a work-horse: RQ's own)."""
+        self.redis = connection
+        self.store.redis = connection
+        self.queue.connection = connection
 
     def stop_running_job(self, job_id: str) -> None:
         """Ask the worker running a job to kill its work-horse (forking workers only)."""

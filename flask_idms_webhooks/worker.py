@@ -13,14 +13,16 @@ from rq import Queue, SimpleWorker, Worker
 from rq.serializers import JSONSerializer
 
 from .documents import HORSE_DIED
-from .extension import WebhooksState, state_of
+from .extension import WebhooksState, client_identity, state_of
 
 logger = logging.getLogger("flask_idms_webhooks")
 
 
 def worker_redis(url: str) -> redis.Redis:
     """The worker's own client: RQ raises its socket timeout, so it is not the web one."""
-    return redis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+    return redis.Redis.from_url(
+        url, socket_connect_timeout=5, health_check_interval=30, **client_identity()
+    )
 
 
 class _AppWorkerMixin:
@@ -55,6 +57,12 @@ class IdmsWorker(_AppWorkerMixin, Worker):
         pid, status, rusage = super().wait_for_horse()
         self._horse_status = status
         return pid, status, rusage
+
+    def main_work_horse(self, job: Any, queue: Any) -> None:
+        # In the work-horse (a throwaway child process): the job's record goes through
+        # RQ's connection, so the horse opens one connection to Redis, not two.
+        state_of(self.app).use_connection(self.connection)
+        super().main_work_horse(job, queue)
 
     def monitor_work_horse(self, job: Any, queue: Any, execution: Any) -> None:
         self._horse_status = None
