@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import secrets
+import time
 from collections.abc import Mapping
 
 from .parameters import ResolvedParameter
@@ -17,7 +17,7 @@ CANCELLED = "cancelled"
 
 
 def utc_now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def new_job_id() -> str:

@@ -36,8 +36,12 @@ Document = dict[str, Any]
 M = TypeVar("M", bound=Callable[..., Any])
 
 
+#: One encoder for every record (``json.dumps`` with options builds one per call).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def dumps(document: Document) -> bytes:
-    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+    return _ENCODER.encode(document).encode()
 
 
 def available(method: M) -> M:

@@ -20,9 +20,11 @@ from werkzeug.urls import iri_to_uri
 
 from flask_idms_webhooks.bodies import MAX_DEPTH, _check_value, _Refused, plainly_shallow
 from flask_idms_webhooks.extension import WebhooksState, state_of
+from flask_idms_webhooks.parameters import MAX_STRING_LENGTH, filter_field, plain_value_check
 from flask_idms_webhooks.schemas import TriggerBodySchema, plainly_valid_trigger_body
 from flask_idms_webhooks.security import Credentials, _mac
 from flask_idms_webhooks.store import HISTORY_TRIM_EVERY
+from flask_idms_webhooks.tasks import DataType, FilterRow, Operator
 from flask_idms_webhooks.views import base_url, given_job_token
 from tests.conftest import poll_path
 
@@ -548,3 +550,47 @@ def test_a_202_carries_one_location_and_one_retry_after(
     )
     assert standard.status_code == 200
     assert standard.headers.getlist("Location") == []
+
+
+# -- QueryParameters values (QueryParameterSet's plain values) ---------------------------
+
+PLAIN_CHECKED = [
+    FilterRow("Bo", "Name", type=DataType.STRING),
+    FilterRow("Bo", "Byte", type=DataType.BYTE),
+    FilterRow("Bo", "Int32", type=DataType.INT32),
+    FilterRow("Bo", "Int64", type=DataType.INT64),
+]
+ANY_VALUE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.sampled_from([0, 255, 256, -1, 2**31 - 1, 2**31, -(2**31), -(2**31) - 1, 2**63]),
+    st.floats(allow_nan=True),
+    st.text(max_size=50),
+    st.just("x" * MAX_STRING_LENGTH),
+    st.just("x" * (MAX_STRING_LENGTH + 1)),
+    st.lists(st.integers(), max_size=3),
+)
+
+
+@pytest.mark.parametrize("row", PLAIN_CHECKED, ids=lambda row: str(row.type))
+@settings(max_examples=400, deadline=None)
+@given(value=ANY_VALUE)
+def test_a_plain_parameter_value_is_what_its_field_loads(row, value):
+    """A value the plain check lets through is one the filter's marshmallow field loads
+    unchanged, so a caller gets the same value (and the same errors) either way."""
+    plain = plain_value_check(row)
+    assert plain is not None
+    if plain(value):
+        event("plain")
+        assert filter_field(row).deserialize(value) == value
+        assert type(filter_field(row).deserialize(value)) is type(value)
+
+
+def test_the_plain_check_is_not_used_for_lists_and_other_types():
+    """Between/In lists and the other types always go through marshmallow."""
+    assert (
+        plain_value_check(FilterRow("Bo", "A", type=DataType.INT32, operator=Operator.IN)) is None
+    )
+    assert plain_value_check(FilterRow("Bo", "A", type=DataType.DATETIME)) is None
+    assert plain_value_check(FilterRow("Bo", "A", type=DataType.DECIMAL)) is None
