@@ -35,7 +35,7 @@ from .documents import (
 )
 from .errors import JobCancelled, ParameterError, StoreUnavailable
 from .parameters import ResolvedParameter
-from .store import Document, JobStore, dumps
+from .store import Document, JobStore, dumps, loads
 from .tasks import Task
 
 if TYPE_CHECKING:
@@ -145,7 +145,7 @@ class JobManager:
             return sealed, True, None
         if live is None:
             return None
-        document: Document = json.loads(live)
+        document: Document = loads(live)
         if document["Status"] == IN_PROGRESS and not beating:
             return self.seal_failed(document, WORKER_DIED), True, None
         return live, False, document
@@ -194,7 +194,7 @@ class JobManager:
         sealed, live, cancelled = self.store.read_to_run(job_id)
         if sealed is not None or live is None:
             return  # cancelled before it started, or expired
-        document: Document = json.loads(live)
+        document: Document = loads(live)
         task = self.state.tasks.get(document["TaskId"])
         if task is None:
             self.seal(
@@ -282,7 +282,7 @@ class JobManager:
         if live is None:
             self.store.forget_running(job_id)
             return
-        document = json.loads(live)
+        document = loads(live)
         if self.store.cancel_requested(job_id):
             self.seal(document, CANCELLED, CANCELLED_BY_REQUEST)
         elif document["Status"] == IN_PROGRESS:

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
+import orjson
 import redis
 from redis.client import Pipeline
 
@@ -36,12 +37,27 @@ Document = dict[str, Any]
 M = TypeVar("M", bound=Callable[..., Any])
 
 
-#: One encoder for every record (``json.dumps`` with options builds one per call).
+#: The standard library's equivalent of ``orjson.dumps``, for what orjson refuses.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 def dumps(document: Document) -> bytes:
-    return _ENCODER.encode(document).encode()
+    """A record as compact UTF-8 JSON. orjson (a tenth of the standard library's time on
+    a job document: the trigger and every progress write pay it); the standard library
+    for what orjson refuses (an int beyond 64 bits), which then raises as it would."""
+    try:
+        return orjson.dumps(document)
+    except TypeError:
+        return _ENCODER.encode(document).encode()
+
+
+def loads(record: bytes | str) -> Any:
+    """A stored record, parsed (orjson; the standard library for what it refuses, such as
+    a NaN an older writer may have stored)."""
+    try:
+        return orjson.loads(record)
+    except orjson.JSONDecodeError:
+        return json.loads(record)
 
 
 def available(method: M) -> M:
@@ -178,7 +194,7 @@ class JobStore:
     def row_errors(self, job_id: str) -> list[Document]:
         """Every row error kept for a job (up to ``MAX_STORED_ROW_ERRORS``), in row order."""
         raw = cast(list[bytes], self.redis.lrange(self.errors_key(job_id), 0, -1))
-        return [json.loads(item) for item in raw]
+        return [loads(item) for item in raw]
 
     @available
     def beat(self, job_id: str) -> None:
@@ -256,7 +272,7 @@ class JobStore:
         earlier = self.redis.get(full_key)
         if earlier is None:  # expired between the two calls: claim again
             return self.claim(key, value)
-        claimed: Document = json.loads(earlier)
+        claimed: Document = loads(earlier)
         return claimed
 
     @available

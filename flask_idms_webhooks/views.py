@@ -34,7 +34,7 @@ from .schemas import (
     plainly_valid_trigger_body,
 )
 from .security import presented_task_key
-from .store import Document, dumps
+from .store import Document, dumps, loads
 from .tasks import Task
 
 if TYPE_CHECKING:
@@ -313,7 +313,7 @@ def find_job(job_id: str, current: WebhooksState | None = None) -> tuple[bytes, 
     if found is None:
         abort(404, message="No such job, or its record has expired.")
     body, finished, document = found  # type: ignore[misc]
-    return body, finished, document if document is not None else json.loads(body)
+    return body, finished, document if document is not None else loads(body)
 
 
 def read_job(job_id: str) -> tuple[bytes, bool, Document]:
@@ -530,7 +530,7 @@ def list_jobs(args: dict[str, int], task_id: str) -> Any:
         "Page": page,
         "PageSize": page_size,
         "Total": total,
-        "Jobs": [json.loads(document) for document in documents],
+        "Jobs": [loads(document) for document in documents],
     }
 
 

@@ -23,7 +23,7 @@ from flask_idms_webhooks.extension import WebhooksState, state_of
 from flask_idms_webhooks.parameters import MAX_STRING_LENGTH, filter_field, plain_value_check
 from flask_idms_webhooks.schemas import TriggerBodySchema, plainly_valid_trigger_body
 from flask_idms_webhooks.security import Credentials, _mac
-from flask_idms_webhooks.store import HISTORY_TRIM_EVERY
+from flask_idms_webhooks.store import HISTORY_TRIM_EVERY, dumps, loads
 from flask_idms_webhooks.tasks import DataType, FilterRow, Operator
 from flask_idms_webhooks.views import base_url, given_job_token
 from tests.conftest import poll_path
@@ -594,3 +594,38 @@ def test_the_plain_check_is_not_used_for_lists_and_other_types():
     )
     assert plain_value_check(FilterRow("Bo", "A", type=DataType.DATETIME)) is None
     assert plain_value_check(FilterRow("Bo", "A", type=DataType.DECIMAL)) is None
+
+
+# -- records (orjson, with the standard library behind it) -------------------------------
+
+JSON_VALUES = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(min_value=-(2**70), max_value=2**70),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(alphabet=st.characters(exclude_categories=["Cs"])),
+    ),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(document=JSON_VALUES)
+def test_a_record_reads_back_as_written(document):
+    """Whatever a job record holds (an int beyond 64 bits included, which orjson refuses
+    and the standard library writes), it reads back equal, and is the JSON the standard
+    library would read."""
+    record = dumps(document)
+    assert loads(record) == document
+    assert json.loads(record) == document
+
+
+def test_a_record_holding_nan_written_by_the_standard_library_still_reads():
+    """A record an older writer stored with NaN (orjson refuses it) is still read."""
+    record = json.dumps({"Score": float("nan"), "Count": 1}).encode()
+    value = loads(record)
+    assert value["Count"] == 1 and value["Score"] != value["Score"]
