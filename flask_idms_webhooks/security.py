@@ -80,7 +80,9 @@ class Credentials:
 
 
 def bearer_token(request: Request) -> str | None:
-    header = request.headers.get("Authorization", "")
+    # Headers straight from the WSGI environ: what ``request.headers`` would answer,
+    # without building it (the webhooks and the poll are hot paths).
+    header: str = request.environ.get("HTTP_AUTHORIZATION", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
@@ -91,7 +93,7 @@ def presented_task_key(request: Request) -> str | None:
     """A task key as a caller may send it: Bearer, ``X-Webhook-Key`` or ``?key=``."""
     return (
         bearer_token(request)
-        or request.headers.get("X-Webhook-Key")
+        or request.environ.get("HTTP_X_WEBHOOK_KEY")
         or request.args.get("key")
         or None
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
@@ -52,12 +53,20 @@ def dumps(document: Document) -> bytes:
 
 
 def loads(record: bytes | str) -> Any:
-    """A stored record, parsed (orjson; the standard library for what it refuses, such as
-    a NaN an older writer may have stored)."""
-    try:
-        return orjson.loads(record)
-    except orjson.JSONDecodeError:
-        return json.loads(record)
+    """A stored record, parsed: orjson, or the standard library where orjson would be
+    wrong or refuses. orjson reads an integer beyond 64 bits as a float, so a record with
+    a run of 19 digits (every such integer has one) goes to the standard library, as does
+    one orjson refuses (a NaN an older writer stored)."""
+    data = record.encode() if isinstance(record, str) else record
+    if _LONG_NUMBER.search(data) is None:
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(data)
+
+
+_LONG_NUMBER = re.compile(rb"\d{19}")
 
 
 def available(method: M) -> M:

@@ -22,7 +22,7 @@ from flask_idms_webhooks.bodies import MAX_DEPTH, _check_value, _Refused, plainl
 from flask_idms_webhooks.extension import WebhooksState, state_of
 from flask_idms_webhooks.parameters import MAX_STRING_LENGTH, filter_field, plain_value_check
 from flask_idms_webhooks.schemas import TriggerBodySchema, plainly_valid_trigger_body
-from flask_idms_webhooks.security import Credentials, _mac
+from flask_idms_webhooks.security import Credentials, _mac, presented_task_key
 from flask_idms_webhooks.store import HISTORY_TRIM_EVERY, dumps, loads
 from flask_idms_webhooks.tasks import DataType, FilterRow, Operator
 from flask_idms_webhooks.views import base_url, given_job_token
@@ -629,3 +629,47 @@ def test_a_record_holding_nan_written_by_the_standard_library_still_reads():
     record = json.dumps({"Score": float("nan"), "Count": 1}).encode()
     value = loads(record)
     assert value["Count"] == 1 and value["Score"] != value["Score"]
+
+
+# -- task keys read from the WSGI environ ----------------------------------------------
+
+
+def key_from_headers() -> str | None:
+    """The task key as ``request.headers`` gives it (what presented_task_key stands in for)."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.headers.get("X-Webhook-Key") or request.args.get("key") or None
+
+
+HEADER_TEXT = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=255), max_size=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    authorization=st.one_of(st.none(), HEADER_TEXT, HEADER_TEXT.map(lambda t: "Bearer " + t)),
+    webhook_key=st.one_of(st.none(), HEADER_TEXT),
+    query_key=st.one_of(st.none(), st.text(alphabet="abcXYZ09-_", max_size=8)),
+)
+def test_the_presented_task_key_is_what_the_headers_say(authorization, webhook_key, query_key):
+    """A task key sent as Bearer, X-Webhook-Key or ?key= is read as ``request.headers``
+    and ``request.args`` would read it."""
+    headers = {}
+    if authorization is not None:
+        headers["Authorization"] = authorization
+    if webhook_key is not None:
+        headers["X-Webhook-Key"] = webhook_key
+    query = {} if query_key is None else {"key": query_key}
+    app = Flask(__name__)
+    with app.test_request_context("/", headers=headers, query_string=query):
+        assert presented_task_key(request) == key_from_headers()
+
+
+@pytest.mark.parametrize(
+    "number", [2**63 - 1, 2**63, 2**64 - 1, 2**64, -(2**63), -(2**63) - 1, 10**30, -(10**30)]
+)
+def test_integers_at_and_beyond_64_bits_read_back_exactly(number):
+    """orjson reads an integer beyond 64 bits as a float; a record never does."""
+    value = loads(dumps({"n": number, "s": "x"}))["n"]
+    assert value == number and type(value) is int
