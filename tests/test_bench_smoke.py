@@ -59,3 +59,21 @@ def test_every_scenario_produces_a_row(tmp_path: Path) -> None:
             assert row["commands_per_request"]["median"] >= 1, row["scenario"]
             for sample in row["samples"]:
                 assert sample["extra"]["non2xx"] == 0 and sample["extra"]["errors"] == 0
+
+
+@pytest.mark.timeout(90)
+def test_the_in_process_ladders_run_and_print_every_rung() -> None:
+    """``python -m bench.inprocess`` (the attribution of a trigger's and a poll's cost)
+    runs against its own Redis and prints every rung of both ladders."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.inprocess", "--rounds", "1", "--calls", "5"],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=80,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    for rung in ("bare pipelined enqueue (baseline)", "= the polling webhook",
+                 "bare Redis GET (baseline)", "= the poll (202, running)"):  # fmt: skip
+        assert rung in completed.stdout, completed.stdout
