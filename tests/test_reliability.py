@@ -3,6 +3,7 @@ cooperative cancellation."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -220,3 +221,25 @@ def test_a_cancel_the_task_never_looks_for_still_ends_cancelled(client, key, sta
     final = client.get(poll_path(answer.headers["Location"])).get_json()
     assert final["Status"] == "cancelled"
     assert final["Success"] is False
+
+
+def test_a_work_horse_opens_one_redis_connection(client, key, state):
+    """A forking worker's horse writes its job's record through RQ's own connection: one
+    new connection to Redis per job, not one for RQ and another for the record."""
+
+    def burst_of(jobs: int) -> int:
+        ids = []
+        for _ in range(jobs):
+            answer = client.post(
+                f"/idms/tasks/count/jobs?key={key('count')}", json={"QueryParameters": {"Count": 1}}
+            )
+            ids.append(answer.get_json()["ExecuteId"])
+        before = state.redis.info("stats")["total_connections_received"]
+        make_worker(client.application).work(burst=True, logging_level="WARNING")
+        opened = state.redis.info("stats")["total_connections_received"] - before
+        for job_id in ids:
+            sealed = state.redis.get(state.store.result_key(job_id))
+            assert sealed is not None and json.loads(sealed)["Status"] == "succeeded"
+        return opened
+
+    assert burst_of(8) - burst_of(4) == 4
