@@ -144,28 +144,23 @@ class JobStore:
                 pipe.zremrangebyscore(history, "-inf", now - live_ttl - self.result_ttl)
             pipe.execute()
 
-    @available
     def read(self, job_id: str) -> tuple[bytes | None, bytes | None, bool]:
         """(sealed document, live document, heartbeat alive) in one round trip."""
-        sealed, live, beat = cast(
-            list[bytes | None],
-            self.redis.mget(
-                [self.result_key(job_id), self.live_key(job_id), self.heartbeat_key(job_id)]
-            ),
-        )
-        return sealed, live, beat is not None
+        return self._read_with(job_id, self.heartbeat_key(job_id))
 
-    @available
     def read_to_run(self, job_id: str) -> tuple[bytes | None, bytes | None, bool]:
         """(sealed document, live document, cancellation requested) in one round trip:
         what a worker reads before it starts a job."""
-        sealed, live, cancel = cast(
+        return self._read_with(job_id, self.cancel_key(job_id))
+
+    @available
+    def _read_with(self, job_id: str, flag: str) -> tuple[bytes | None, bytes | None, bool]:
+        """(sealed document, live document, whether ``flag`` exists): one MGET."""
+        sealed, live, flagged = cast(
             list[bytes | None],
-            self.redis.mget(
-                [self.result_key(job_id), self.live_key(job_id), self.cancel_key(job_id)]
-            ),
+            self.redis.mget([self.result_key(job_id), self.live_key(job_id), flag]),
         )
-        return sealed, live, cancel is not None
+        return sealed, live, flagged is not None
 
     @available
     def start(self, document: Document) -> bool:

@@ -496,19 +496,19 @@ def get_task(task_id: str) -> Any:
     return task_document(known_task(task_id))
 
 
-TRIGGER_DOCS = (
-    TASK_KEY_ONLY,
-    blp.arguments(TriggerBodySchema, required=False),
-)
+def webhook_docs(response: Callable[[Any], Any]) -> Callable[[F], F]:
+    """The documentation both webhooks share, around each one's success ``response``."""
+    return documented(
+        TASK_KEY_ONLY,
+        blp.arguments(TriggerBodySchema, required=False),
+        response,
+        IDEMPOTENCY_KEY_DOC,
+        documented_errors(400, 401, 404, 413, 415, 422),
+    )
 
 
 @blp.route("/tasks/<task_id>/execute", methods=["POST"])
-@documented(
-    *TRIGGER_DOCS,
-    blp.response(200, ExecuteSchema),
-    IDEMPOTENCY_KEY_DOC,
-    documented_errors(400, 401, 404, 413, 415, 422),
-)
+@webhook_docs(blp.response(200, ExecuteSchema))
 def execute(task_id: str) -> Response:
     """Standard webhook: start a job, fire-and-forget (200 once it is queued)."""
     return trigger(task_id, "standard")
@@ -535,12 +535,7 @@ def list_jobs(args: dict[str, int], task_id: str) -> Any:
 
 
 @blp.route("/tasks/<task_id>/jobs", methods=["POST"])
-@documented(
-    *TRIGGER_DOCS,
-    blp.response(202, JobSchema, headers=POLL_HEADERS),
-    IDEMPOTENCY_KEY_DOC,
-    documented_errors(400, 401, 404, 413, 415, 422),
-)
+@webhook_docs(blp.response(202, JobSchema, headers=POLL_HEADERS))
 def polling_webhook(task_id: str) -> Response:
     """Asynchronous polling webhook: 202 with an absolute Location to poll."""
     return trigger(task_id, "polling")

@@ -30,10 +30,10 @@ EXPECTED = {
 }
 
 
-@pytest.mark.timeout(90)
-def test_every_scenario_produces_a_row(tmp_path: Path) -> None:
+def run_module(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m <args>`` from the project root; fails the test if it fails."""
     completed = subprocess.run(
-        [sys.executable, "-m", "bench", "--smoke", "--out", str(tmp_path)],
+        [sys.executable, "-m", *args],
         cwd=ROOT,
         env=dict(os.environ, PYTHONPATH=str(ROOT)),
         capture_output=True,
@@ -41,6 +41,12 @@ def test_every_scenario_produces_a_row(tmp_path: Path) -> None:
         timeout=85,
     )
     assert completed.returncode == 0, completed.stderr[-4000:]
+    return completed
+
+
+@pytest.mark.timeout(90)
+def test_every_scenario_produces_a_row(tmp_path: Path) -> None:
+    completed = run_module("bench", "--smoke", "--out", str(tmp_path))
     assert "scenario" in completed.stdout and "ratio to baseline" in completed.stdout
     document = json.loads((tmp_path / "latest.json").read_text())
     if importlib.util.find_spec("matplotlib") is not None:
@@ -65,15 +71,7 @@ def test_every_scenario_produces_a_row(tmp_path: Path) -> None:
 def test_the_in_process_ladders_run_and_print_every_rung() -> None:
     """``python -m bench.inprocess`` (the attribution of a trigger's and a poll's cost)
     runs against its own Redis and prints every rung of both ladders."""
-    completed = subprocess.run(
-        [sys.executable, "-m", "bench.inprocess", "--rounds", "1", "--calls", "5"],
-        cwd=ROOT,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-        capture_output=True,
-        text=True,
-        timeout=80,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
+    completed = run_module("bench.inprocess", "--rounds", "1", "--calls", "5")
     for rung in ("bare pipelined enqueue (baseline)", "= the polling webhook",
                  "bare Redis GET (baseline)", "= the poll (202, running)"):  # fmt: skip
         assert rung in completed.stdout, completed.stdout
