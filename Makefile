@@ -19,10 +19,11 @@ run: $(STAMP)  ## serve the example app (private Redis, a worker, gunicorn) on 1
 test: $(STAMP)  ## the whole suite, against a Redis server it starts itself
 	$(PY) -m pytest
 
-lint: $(STAMP)  ## ruff (lint + format check) and mypy
+lint: $(STAMP)  ## ruff (lint + format check), mypy, and the import contracts (import-linter)
 	$(VENV)/bin/ruff check flask_idms_webhooks example_app tests bench
 	$(VENV)/bin/ruff format --check flask_idms_webhooks example_app tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 docs: $(STAMP)  ## the Sphinx docs, warnings as errors
 	$(VENV)/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html

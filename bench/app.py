@@ -7,12 +7,12 @@ optionally ``BENCH_QUEUE`` and ``BENCH_TASKS_FILE`` from the environment.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
 
-from flask_idms_webhooks import IdmsWebhooks
-from flask_idms_webhooks.tasks import DataType, FilterRow, Prompt
+from flask_idms_webhooks import DataType, FilterRow, IdmsWebhooks, JobContext, Prompt
 
 TASK_ID = "bench"
 DEFAULT_SECRET = "bench-secret-not-for-production"  # noqa: S105 (benchmark only)
@@ -28,8 +28,9 @@ FILTERS = (
 TRIGGER_BODY = {"QueryParameters": {"Name": "Smith", "Count": 42, "Since": "2024-01-02T03:04:05Z"}}
 
 
-def trivial(parameters: dict[str, Any], context: Any) -> None:
-    """The bench task's work: nothing."""
+def trivial(parameters: Mapping[str, Any], context: JobContext) -> None:
+    """The bench task's work: nothing (a task's signature: its QueryParameters and its
+    ``JobContext``)."""
 
 
 def create_app(**overrides: Any) -> Flask:

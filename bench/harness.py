@@ -22,9 +22,9 @@ from typing import Any
 
 import redis
 
-from flask_idms_webhooks.extension import state_of
+from flask_idms_webhooks.jobs.store import JobStore
 from flask_idms_webhooks.redis_server import PrivateRedis, free_port
-from flask_idms_webhooks.store import JobStore
+from flask_idms_webhooks.state import state_of
 
 from . import app as bench_app
 from .baselines import GET_KEY
@@ -100,7 +100,9 @@ class Row:
     note: str = ""
 
     def figures(self, name: str, samples: list[Sample] | None = None) -> list[float]:
-        return [getattr(s, name) for s in (samples or self.samples) if getattr(s, name) is not None]
+        """One figure of each sample (the row's own, or ``samples``: its baseline's)."""
+        chosen = self.samples if samples is None else samples
+        return [getattr(s, name) for s in chosen if getattr(s, name) is not None]
 
     def ratios(self) -> list[float]:
         if not self.baseline_samples:
@@ -365,7 +367,7 @@ class Bench:
         worker.connection.close()
         self.finished_id = self.finished_location.split("/jobs/")[1].split("?")[0]
         body = self.redis.get(JobStore.result_key(self.finished_id))
-        assert body is not None, "the finished job was not sealed"
+        assert isinstance(body, bytes), "the finished job was not sealed"
         self.finished_body = body
         self.running_location = self.post_job_in_process()
         self.redis.set(GET_KEY, body)
@@ -627,8 +629,7 @@ class Bench:
         return template, database, tasks
 
     def run_engine(self, engine_app: Any, template: Path, database: Path, progress: bool) -> Sample:
-        from flask_idms_webhooks.context import JobContext
-        from flask_idms_webhooks.iupdate import connections
+        from flask_idms_webhooks.jobs.context import JobContext
         from flask_idms_webhooks.worker import make_worker
 
         shutil.copyfile(template, database)
@@ -650,7 +651,7 @@ class Bench:
             worker.connection.close()
         finally:
             JobContext._flush = original  # type: ignore[method-assign]
-            connections.close_all()
+            state.connections.close()  # the SQL engine: the next run opens a fresh copy
         after = command_calls(self.redis)
         sealed = json.loads(self.redis.get(JobStore.result_key(document["ExecuteId"])) or b"{}")
         rows = self.options.engine_rows
@@ -676,6 +677,7 @@ class Bench:
                 }
             )
         finally:
+            state_of(engine_app).connections.close()
             state_of(engine_app).redis.close()
         rows = self.options.engine_rows
         self.rows.append(Row(

@@ -80,9 +80,10 @@ def write(rows: list[Row], options: Options, seconds: float) -> tuple[Path, Path
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    about = machine()
     document = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
+        "machine": about,
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(options).items()},
         "loader": "wrk" if (options.loader != "python" and shutil.which("wrk")) else "python",
         "seconds": round(seconds, 1),
@@ -96,7 +97,7 @@ def write(rows: list[Row], options: Options, seconds: float) -> tuple[Path, Path
     except ImportError:
         return json_path, None  # no chart without matplotlib (pip install matplotlib)
     png_path = out / f"bench-{stamp}.png"
-    chart(rows, png_path, document["machine"])
+    chart(rows, png_path, about)
     shutil.copyfile(png_path, out / "latest.png")
     return json_path, png_path
 

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from flask_idms_webhooks.extension import state_of
 from flask_idms_webhooks.redis_server import PrivateRedis, free_port
+from flask_idms_webhooks.state import state_of
 
 from . import BUNDLED_DOUBLE, create_app
 from .database import ensure_database
@@ -94,8 +94,8 @@ def main() -> int:
 
     app = create_app()
     state = state_of(app)
-    base = state.settings.public_url or f"http://127.0.0.1:{port}"
-    prefix = base.rstrip("/") + state.settings.url_prefix
+    base = state.urls.base(f"http://127.0.0.1:{port}")
+    prefix = base + state.settings.url_prefix
     print(f"\nRedis:        {'private, ' if redis_server else ''}{state.settings.redis_url}")
     print(f"Docs:         {prefix}/docs   (OpenAPI: {prefix}/openapi.json)")
     print(f"Admin token:  {env['IDMS_WEBHOOKS_ADMIN_TOKEN']}")
@@ -107,10 +107,10 @@ def main() -> int:
     else:
         print(f"iMIS:         {env['IMIS_BASE_URL']}")
     for task in state.tasks.values():
-        key = state.credentials.task_key(task)
+        webhooks = state.urls.webhooks(base, task)
         print(f"Task {task.id}:")
-        print(f"  standard webhook: {prefix}/tasks/{task.id}/execute?key={key}")
-        print(f"  polling webhook:  {prefix}/tasks/{task.id}/jobs?key={key}")
+        print(f"  standard webhook: {webhooks['Standard']}")
+        print(f"  polling webhook:  {webhooks['Polling']}")
     print(flush=True)
 
     python = sys.executable

@@ -1,6 +1,5 @@
 """flask-idms-webhooks: start iDMS-style data-sync tasks by webhook and follow them."""
 
-from .context import JobContext
 from .errors import (
     ConfigurationError,
     IdmsWebhooksError,
@@ -10,7 +9,8 @@ from .errors import (
     TaskLoadError,
 )
 from .extension import IdmsWebhooks
-from .tasks import DataType, FilterRow, Operator, Prompt, Task
+from .jobs.context import JobContext
+from .model.tasks import DataType, FilterRow, Operator, Prompt, Task
 
 __all__ = [
     "ConfigurationError",

@@ -9,10 +9,15 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from .errors import IdmsWebhooksError, ParameterError
-from .extension import state_of
-from .iupdate.connections import imis_client
 from .iupdate.prompts import filters_toml
+from .jobs.urls import local_base_url
+from .state import state_of
 from .worker import Reaper, make_worker
+
+BASE_URL_HELP = (
+    "Base of the URLs made when IDMS_WEBHOOKS_PUBLIC_URL is not set "
+    "(default: http://127.0.0.1:$PORT, port 8000 without PORT)."
+)
 
 
 @click.group("idms-webhooks")
@@ -67,9 +72,9 @@ def reap_command() -> None:
     "--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
     help="A QueryParameters value (JSON, else a string); repeat for more.",
 )  # fmt: skip
-@click.option("--base-url", default="http://127.0.0.1:8000", show_default=True)
+@click.option("--base-url", default=None, help=BASE_URL_HELP)
 @with_appcontext
-def trigger_command(task_id: str, params: tuple[str, ...], base_url: str) -> None:
+def trigger_command(task_id: str, params: tuple[str, ...], base_url: str | None) -> None:
     """Start a job of TASK_ID (as the polling webhook would) and print its polling URL."""
     state = state_of(current_app)
     task = state.tasks.get(task_id)
@@ -88,25 +93,25 @@ def trigger_command(task_id: str, params: tuple[str, ...], base_url: str) -> Non
         resolved = state.parameters[task_id].resolve(supplied)
     except ParameterError as error:
         raise click.UsageError(f"invalid QueryParameters: {json.dumps(error.errors)}") from None
-    document = state.jobs.trigger(task, resolved, state.settings.public_url or base_url)
+    document = state.jobs.trigger(task, resolved, state.urls.base(base_url or local_base_url()))
     click.echo(document["PollingUrl"])
 
 
 @cli.group("tasks", invoke_without_command=True)
-@click.option("--base-url", default="http://127.0.0.1:8000", show_default=True)
+@click.option("--base-url", default=None, help=BASE_URL_HELP)
 @click.pass_context
 @with_appcontext
-def tasks_group(context: click.Context, base_url: str) -> None:
+def tasks_group(context: click.Context, base_url: str | None) -> None:
     """List the tasks with their webhook URLs (they carry the task keys: keep them secret)."""
     if context.invoked_subcommand is not None:
         return
     state = state_of(current_app)
-    base = (state.settings.public_url or base_url).rstrip("/") + state.settings.url_prefix
+    base = state.urls.base(base_url or local_base_url())
     for task in state.tasks.values():
-        key = state.credentials.task_key(task)
+        webhooks = state.urls.webhooks(base, task)
         click.echo(f"{task.id}: {task.name}")
-        click.echo(f"  standard: {base}/tasks/{task.id}/execute?key={key}")
-        click.echo(f"  polling:  {base}/tasks/{task.id}/jobs?key={key}")
+        click.echo(f"  standard: {webhooks['Standard']}")
+        click.echo(f"  polling:  {webhooks['Polling']}")
         keys = state.parameters[task.id].keys
         click.echo(f"  QueryParameters: {', '.join(keys) if keys else '(none)'}")
 
@@ -127,7 +132,7 @@ def import_filters_command(task_id: str) -> None:
             f"task {task_id!r} has no iMIS source ([tasks.source] over kind = imis)"
         )
     try:
-        filters = imis_client(profile).prompt_filters(source.query)
+        filters = state.connections.imis_client(profile).prompt_filters(source.query)
     except IdmsWebhooksError as error:
         raise click.ClickException(f"iMIS: {error}") from None
     click.echo(filters_toml(source.query, filters), nl=False)

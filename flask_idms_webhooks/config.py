@@ -11,6 +11,8 @@ from flask import Flask
 from .errors import ConfigurationError
 
 PREFIX = "IDMS_WEBHOOKS_"
+#: Where an app keeps the extension's state: ``app.extensions[EXTENSION_KEY]``.
+EXTENSION_KEY = "idms_webhooks"
 
 #: key (without prefix) -> (default, meaning). The single place a setting is defined.
 SETTINGS: dict[str, tuple[Any, str]] = {

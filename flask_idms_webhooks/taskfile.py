@@ -15,16 +15,16 @@ from typing import Any, TypeVar
 
 from .config import parse_duration
 from .errors import TaskLoadError
-from .iupdate.connections import check_profile
-from .iupdate.engine import run_iupdate
-from .parameters import QueryParameterSet
-from .tasks import (
+from .iupdate.connections import Connections, check_profile
+from .iupdate.engine import IUpdate
+from .model.parameters import QueryParameterSet
+from .model.reporting import Handler
+from .model.tasks import (
     TASK_ID,
     Action,
     Chain,
     DataType,
     FilterRow,
-    Handler,
     Operator,
     Prompt,
     Source,
@@ -125,7 +125,8 @@ class _TaskReader:
             ) from None
         if not callable(handler):
             raise self.fail(f"{path!r} is not callable", "handler")
-        return handler  # type: ignore[no-any-return]
+        task_handler: Handler = handler
+        return task_handler
 
     def table_at(self, key: str, allowed: set[str]) -> dict[str, Any]:
         value = self.table.get(key) or {}
@@ -211,7 +212,7 @@ class _TaskReader:
         if name is not None and name not in connections:
             raise self.fail(f"no [connections.{name}] in the file", key)
 
-    def task(self, connections: Mapping[str, Mapping[str, Any]]) -> Task:
+    def task(self, connections: Mapping[str, Mapping[str, Any]], made: Connections) -> Task:
         table = self.table
         self.unknown(table, TASK_KEYS, "")
         if not isinstance(table.get("id"), str) or not TASK_ID.match(table["id"]):
@@ -236,7 +237,7 @@ class _TaskReader:
                     raise self.fail("is required: the name of a [connections.NAME]", key)
             if not target.entity:
                 raise self.fail("is required: the business object or table", "target.entity")
-            handler = run_iupdate
+            handler = IUpdate(source, target, filters, connections, made)
         key_version = table.get("key_version", 1)
         if isinstance(key_version, bool) or not isinstance(key_version, int) or key_version < 1:
             raise self.fail(f"must be a whole number from 1, got {key_version!r}", "key_version")
@@ -315,8 +316,9 @@ def resolve_sqlite_path(url: str, base: Path) -> str:
     return parsed.set(database=str(base / database)).render_as_string(hide_password=False)
 
 
-def load_task_file(path: str | os.PathLike[str]) -> list[Task]:
-    """Read every task of a TOML task file."""
+def load_task_file(path: str | os.PathLike[str], connections: Connections) -> list[Task]:
+    """Read every task of a TOML task file; its engine tasks connect through
+    ``connections`` (the app's)."""
     source = str(path)
     try:
         with Path(path).open("rb") as handle:
@@ -325,14 +327,14 @@ def load_task_file(path: str | os.PathLike[str]) -> list[Task]:
         raise TaskLoadError(f"cannot read: {error.strerror}", source=source) from None
     except tomllib.TOMLDecodeError as error:
         raise TaskLoadError(f"not valid TOML: {error}", source=source) from None
-    raw_connections = document.get("connections") or {}
-    for name, profile in raw_connections.items() if isinstance(raw_connections, dict) else ():
+    raw_profiles = document.get("connections") or {}
+    for name, profile in raw_profiles.items() if isinstance(raw_profiles, dict) else ():
         _refuse_literal_secrets(name, profile, source)
-    connections = _expand(raw_connections, "connections", {"source": source})
+    profiles = _expand(raw_profiles, "connections", {"source": source})
     base = Path(path).resolve().parent
-    if not isinstance(connections, dict):
+    if not isinstance(profiles, dict):
         raise TaskLoadError("`connections` must be a table", source=source, key="connections")
-    for name, profile in connections.items():
+    for name, profile in profiles.items():
         try:
             check_profile(name, profile)
         except TaskLoadError as error:
@@ -347,7 +349,7 @@ def load_task_file(path: str | os.PathLike[str]) -> list[Task]:
     for index, raw in enumerate(raw_tasks):
         reader = _TaskReader(source, raw, index)
         expanded = _expand(raw, "", {"source": source, "task": reader.task_id})
-        task = _TaskReader(source, expanded, index).task(connections)
+        task = _TaskReader(source, expanded, index).task(profiles, connections)
         if task.id in seen:
             raise reader.fail("duplicate task id", "id")
         seen.add(task.id)

@@ -7,22 +7,15 @@ import os
 import threading
 from typing import Any
 
-import redis
 from flask import Flask
-from rq import Queue, SimpleWorker, Worker
+from rq import SimpleWorker, Worker
 from rq.serializers import JSONSerializer
 
-from .documents import HORSE_DIED
-from .extension import WebhooksState, client_identity, state_of
+from .jobs.documents import HORSE_DIED
+from .jobs.redis import queue_for, worker_redis
+from .state import WebhooksState, state_of
 
 logger = logging.getLogger("flask_idms_webhooks")
-
-
-def worker_redis(url: str) -> redis.Redis:
-    """The worker's own client: RQ raises its socket timeout, so it is not the web one."""
-    return redis.Redis.from_url(
-        url, socket_connect_timeout=5, health_check_interval=30, **client_identity()
-    )
 
 
 class _AppWorkerMixin:
@@ -61,7 +54,7 @@ class IdmsWorker(_AppWorkerMixin, Worker):
     def main_work_horse(self, job: Any, queue: Any) -> None:
         # In the work-horse (a throwaway child process): the job's record goes through
         # RQ's connection, so the horse opens one connection to Redis, not two.
-        state_of(self.app).use_connection(self.connection)
+        state_of(self.app).in_work_horse(self.connection)
         super().main_work_horse(job, queue)
 
     def monitor_work_horse(self, job: Any, queue: Any, execution: Any) -> None:
@@ -80,7 +73,7 @@ class IdmsSimpleWorker(_AppWorkerMixin, SimpleWorker):
 def make_worker(app: Flask, *, simple: bool = False, **options: Any) -> Worker | SimpleWorker:
     state = state_of(app)
     connection = worker_redis(state.settings.redis_url)
-    queue = Queue(state.settings.queue_name, connection=connection, serializer=JSONSerializer)
+    queue = queue_for(connection, state.settings.queue_name)
     cls: type[IdmsWorker | IdmsSimpleWorker] = IdmsSimpleWorker if simple else IdmsWorker
     worker = cls([queue], connection=connection, serializer=JSONSerializer, **options)
     worker.app = app

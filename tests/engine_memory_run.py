@@ -2,9 +2,10 @@
 
 ``python -m tests.engine_memory_run DB REDIS_URL MODE`` copies every row of the table
 ``staging`` of the SQLite file DB into its table ``contact`` (action Insert), through the
-task file's handler (``run_iupdate``) and a real ``JobContext`` on Redis, then prints the
-finished counters and the process's peak RSS as JSON. MODE ``leaky`` also keeps every
-source row in a list: the control that the memory check must catch.
+task file's handler (``IUpdate``, over a ``Connections`` of its own) and a real
+``JobContext`` on Redis, then prints the finished counters and the process's peak RSS as
+JSON. MODE ``leaky`` also keeps every source row in a list: the control that the memory
+check must catch.
 
 The peak is ``VmHWM`` of ``/proc/self/status``: the high-water mark of this program's own
 memory. (The ``ru_maxrss`` a parent gets from ``wait4`` also counts the parent's pages the
@@ -19,12 +20,12 @@ from typing import Any
 
 import redis
 
-from flask_idms_webhooks.context import JobContext
-from flask_idms_webhooks.documents import new_document
-from flask_idms_webhooks.iupdate.engine import Engine, run_iupdate
-from flask_idms_webhooks.iupdate.sql import dispose_engines
-from flask_idms_webhooks.store import JobStore, dumps
-from flask_idms_webhooks.tasks import Action, Source, Target, Task
+from flask_idms_webhooks.iupdate.connections import Connections
+from flask_idms_webhooks.iupdate.engine import Engine, IUpdate
+from flask_idms_webhooks.jobs.context import JobContext
+from flask_idms_webhooks.jobs.documents import new_document
+from flask_idms_webhooks.jobs.store import JobStore, dumps
+from flask_idms_webhooks.model.tasks import Action, Source, Target, Task
 
 KEPT: list[dict[str, Any]] = []
 
@@ -42,21 +43,19 @@ def keep_every_row() -> None:
 def main(database: str, redis_url: str, mode: str) -> None:
     if mode == "leaky":
         keep_every_row()
-    url = f"sqlite:///{database}"
-    task = Task(
-        id="memory",
-        handler=run_iupdate,
-        source=Source(
-            "db", 'SELECT ext_id AS "ExtId", email AS "Email", note AS "Note" FROM staging', 500
-        ),
-        target=Target(
-            "db",
-            "contact",
-            Action.INSERT,
-            mapping={"ext_id": "ExtId", "email": "Email", "note": "Note"},
-        ),
-        connections={"db": {"kind": "sql", "url": url}},
+    profiles = {"db": {"kind": "sql", "url": f"sqlite:///{database}"}}
+    source = Source(
+        "db", 'SELECT ext_id AS "ExtId", email AS "Email", note AS "Note" FROM staging', 500
     )
+    target = Target(
+        "db",
+        "contact",
+        Action.INSERT,
+        mapping={"ext_id": "ExtId", "email": "Email", "note": "Note"},
+    )
+    connections = Connections()
+    handler = IUpdate(source, target, (), profiles, connections)
+    task = Task(id="memory", handler=handler, source=source, target=target, connections=profiles)
     connection = redis.Redis.from_url(redis_url)
     store = JobStore(connection, result_ttl=600, heartbeat_timeout=60)
     document = new_document(
@@ -64,8 +63,10 @@ def main(database: str, redis_url: str, mode: str) -> None:
     )
     connection.set(store.live_key(document["ExecuteId"]), dumps(document), ex=600)
     context = JobContext(store, document, task, max_row_errors=50)
-    run_iupdate({}, context)
-    dispose_engines()
+    try:
+        handler({}, context)
+    finally:
+        connections.close()
     connection.close()
     names = ("RowCount", "ProcessedCount", "InsertedCount", "ErrorCount")
     found = {name: context.document[name] for name in names} | {"Kept": len(KEPT)}

@@ -5,9 +5,9 @@ the real webhook and an in-process burst worker."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +15,10 @@ import sqlalchemy as sa
 from flask import Flask
 
 from flask_idms_webhooks import IdmsWebhooks
-from flask_idms_webhooks.extension import state_of
-from flask_idms_webhooks.iupdate import connections
-from flask_idms_webhooks.iupdate.sql import engine_for
+from flask_idms_webhooks.iupdate.sql import create_engine
+from flask_idms_webhooks.state import state_of
 from flask_idms_webhooks.worker import make_worker
-from tests.conftest import ADMIN, poll_path, postgres_schema
+from tests.helpers import ADMIN, poll_path, postgres_schema
 
 SECRET = "engine-test-secret"
 ADMIN_TOKEN = ADMIN["Authorization"].removeprefix("Bearer ")
@@ -141,15 +140,23 @@ def assert_consistent(document: Mapping[str, Any]) -> None:
 
 
 class Runner:
-    """Triggers a task's polling webhook, runs the queue in this process, polls the end."""
+    """Triggers a task's polling webhook, runs the queue in this process, polls the end.
+    Its app's connections are closed by ``close_connections``."""
 
     def __init__(self, app: Flask) -> None:
         self.app = app
         self.state = state_of(app)
         self.client = app.test_client()
+        _OPEN.append(self.state.connections.close)
 
     def key(self, task_id: str) -> str:
         return self.state.credentials.task_key(self.state.tasks[task_id])
+
+    def sql_engine(self, connection: str = "db") -> sa.Engine:
+        """The engine the app's jobs use for the task file's ``[connections.NAME]``
+        (every task of one file holds the file's profiles, as loaded)."""
+        profile = next(iter(self.state.tasks.values())).connections[connection]
+        return self.state.connections.sql_engine(profile)
 
     def start(self, task_id: str, parameters: Mapping[str, Any] | None = None) -> str:
         """Trigger a job; answers its Location."""
@@ -207,10 +214,17 @@ def expect(
     }
 
 
+#: How to close what the tests opened and have not closed yet: each Runner's app's
+#: ``Connections`` (its iMIS clients and SQL engines) and each Database's engine.
+_OPEN: list[Callable[[], None]] = []
+
+
 def close_connections() -> None:
-    """Close what the adapters opened in this process: the per-process iMIS clients and
-    SQL engines (``connections`` caches them; a test must not leave sockets behind)."""
-    connections.close_all()
+    """Close what the tests opened in this process: every Runner's app's iMIS clients and
+    SQL engines, and every Database's engine (a test must not leave sockets behind, and a
+    PostgreSQL schema cannot be dropped while a connection holds it)."""
+    while _OPEN:
+        _OPEN.pop()()
 
 
 # -- databases ----------------------------------------------------------------------------
@@ -218,12 +232,24 @@ def close_connections() -> None:
 
 @dataclass
 class Database:
+    """The test's own view of a database: an engine of its own (not the app's), made on
+    first use and disposed by ``close`` or ``close_connections``."""
+
     kind: str
     url: str
+    _engine: sa.Engine | None = field(default=None, init=False, repr=False)
 
     @property
     def engine(self) -> sa.Engine:
-        return engine_for(self.url)
+        if self._engine is None:
+            self._engine = create_engine(self.url)
+            _OPEN.append(self.close)
+        return self._engine
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
 
     @property
     def serial(self) -> str:

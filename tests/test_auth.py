@@ -11,9 +11,10 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 
-from flask_idms_webhooks import documents, security
-from flask_idms_webhooks.extension import state_of
-from tests.conftest import ADMIN, poll_path
+from flask_idms_webhooks import security
+from flask_idms_webhooks.jobs import documents
+from flask_idms_webhooks.state import state_of
+from tests.helpers import ADMIN, poll_path
 
 WEBHOOKS = ["execute", "jobs", "validate"]
 BODY = {"QueryParameters": {"Count": 3}}

@@ -1,8 +1,11 @@
-"""The benchmark harness starts every scenario and produces a row for each (no timing
-assertions: CI does not run the benchmark, and its figures here mean nothing).
+"""The benchmark harness runs every scenario and writes rows that add up (no timing
+targets: CI does not run the benchmark, and its figures here mean nothing; but a rate, a
+ratio or a request count the bench reports must be one it measured).
 
 The harness runs as a separate process in its tiny mode (``python -m bench --smoke``),
-with its own private Redis and gunicorn servers, writing its JSON to a temporary folder.
+with its own private Redis and gunicorn servers, writing its JSON to a temporary folder;
+the in-process ladders (``python -m bench.inprocess``) run with a few calls, writing
+theirs.
 """
 
 from __future__ import annotations
@@ -11,9 +14,11 @@ import importlib.util
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,6 +32,35 @@ EXPECTED = {
     "worker": ("worker:", "reference: bare RQ SimpleWorker"),
     "engine": ("engine:",),
     "memory": ("memory:",),
+}
+
+#: the web rows compared with a bare baseline: row prefix -> (baseline, its own row)
+COMPARED = {
+    "trigger: polling POST": ("bare pipelined enqueue", "baseline: bare pipelined enqueue"),
+    "trigger vs plain enqueue": ("bare Queue.enqueue", "baseline: bare Queue.enqueue"),
+    "poll running job": ("bare Redis GET", "baseline: bare Redis GET"),
+    "poll finished job": ("bare Redis GET", "baseline: bare Redis GET"),
+}
+
+#: the in-process ladders: each rung in order, with the status its route must answer
+LADDERS = {
+    "trigger": [
+        ("bare pipelined enqueue (baseline)", 202),
+        ("+ a route with a task id", 202),
+        ("+ task and key checked", 202),
+        ("+ hardened body parse, schema", 202),
+        ("+ QueryParameters resolved", 202),
+        ("+ job document, token, answer", 202),
+        ("= the polling webhook", 202),
+    ],
+    "poll": [
+        ("bare Redis GET (baseline)", 200),
+        ("+ a route with a job id", 200),
+        ("+ MGET of record, seal, beat", 200),
+        ("+ job token checked", 200),
+        ("+ record read, status checked", 200),
+        ("= the poll (202, running)", 202),
+    ],
 }
 
 
@@ -44,34 +78,163 @@ def run_module(*args: str) -> subprocess.CompletedProcess[str]:
     return completed
 
 
+def positive(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value) and value > 0
+
+
+def close(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, Any], Path]:
+    """One smoke run for the module: (its stdout, its JSON, its folder)."""
+    out = tmp_path_factory.mktemp("bench")
+    completed = run_module("bench", "--smoke", "--out", str(out))
+    return completed.stdout, json.loads((out / "latest.json").read_text()), out
+
+
+def rows_by_name(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {row["scenario"].strip(): row for row in document["rows"]}
+
+
+def one(rows: dict[str, dict[str, Any]], prefix: str) -> dict[str, Any]:
+    found = [row for name, row in rows.items() if name.startswith(prefix)]
+    assert len(found) == 1, (prefix, list(rows))
+    return found[0]
+
+
 @pytest.mark.timeout(90)
-def test_every_scenario_produces_a_row(tmp_path: Path) -> None:
-    completed = run_module("bench", "--smoke", "--out", str(tmp_path))
-    assert "scenario" in completed.stdout and "ratio to baseline" in completed.stdout
-    document = json.loads((tmp_path / "latest.json").read_text())
+def test_every_scenario_produces_its_rows_with_a_positive_rate(smoke: Any) -> None:
+    stdout, document, out = smoke
+    assert tuple(document["options"]["scenarios"]) == tuple(EXPECTED)
     if importlib.util.find_spec("matplotlib") is not None:
-        assert (tmp_path / "latest.png").stat().st_size > 0
-    names = [row["scenario"].strip() for row in document["rows"]]
+        assert (out / "latest.png").stat().st_size > 0
+    rows = rows_by_name(document)
+    assert len(rows) == len(document["rows"]), "two rows of one name"
     for scenario, prefixes in EXPECTED.items():
         for prefix in prefixes:
-            assert any(name.startswith(prefix) for name in names), (scenario, prefix, names)
-    for row in document["rows"]:
-        rate = row["rate"]["median"]
-        assert isinstance(rate, float) and math.isfinite(rate) and rate > 0, row["scenario"]
+            assert any(name.startswith(prefix) for name in rows), (scenario, prefix, list(rows))
+    table = stdout.split("\n\n")[1]  # the table printed between the banner and the notes
+    printed = [line.split(" | ")[0].strip() for line in table.splitlines()[2:]]
+    assert printed == list(rows)
+    for name, row in rows.items():
+        assert positive(row["rate"]["median"]), name
+        assert row["rate"]["min"] <= row["rate"]["median"] <= row["rate"]["max"], name
         if row["baseline"]:
-            assert isinstance(row["ratio"], float) and math.isfinite(row["ratio"]), row["scenario"]
-        if row["unit"] == "req/s":
-            assert row["p50_ms"]["median"] >= 0 and row["p99_ms"]["median"] >= 0
-            assert row["commands_per_request"]["median"] >= 1, row["scenario"]
-            for sample in row["samples"]:
-                assert sample["extra"]["non2xx"] == 0 and sample["extra"]["errors"] == 0
+            assert positive(row["ratio"]) and positive(row["baseline_rate"]["median"]), name
+        else:
+            assert row["ratio"] is None and row["baseline_rate"] is None, name
+            assert row["baseline_samples"] == [], name
+        assert (row["met"] is None) == (row["target"] == ""), name
 
 
 @pytest.mark.timeout(90)
-def test_the_in_process_ladders_run_and_print_every_rung() -> None:
+def test_each_rate_is_the_count_it_measured_over_its_time(smoke: Any) -> None:
+    _, document, _ = smoke
+    options = document["options"]
+    for name, row in rows_by_name(document).items():
+        reps = options["growth_reps"] if name.startswith("growth:") else options["reps"]
+        if row["unit"] != "bytes":
+            assert len(row["samples"]) == reps, name
+        for sample in row["samples"] + row["baseline_samples"]:
+            where = (name, sample)
+            extra = sample["extra"]
+            if row["unit"] == "req/s":
+                # the cap stops new requests; those already in flight still count
+                cap = options["max_requests"] + options["connections"]
+                assert 0 < extra["requests"] <= cap, where
+                assert close(sample["rate"], extra["requests"] / sample["seconds"]), where
+                assert extra["non2xx"] == 0 and extra["errors"] == 0, where
+                # a real request takes some time, the slowest of them at least the median's
+                assert 0 < sample["p50_ms"] <= sample["p99_ms"], where
+                assert sample["commands"] >= 1, where  # each request reached Redis
+            elif row["unit"] == "jobs/s":
+                assert extra["jobs"] == options["worker_jobs"], where
+                assert close(sample["rate"], extra["jobs"] / sample["seconds"]), where
+                assert sample["seconds"] <= extra["wall_seconds"], where
+                assert 0 <= sample["p50_ms"] <= sample["p99_ms"], where
+            elif row["unit"] == "rows/s":
+                rows = options["engine_rows"]
+                assert close(sample["rate"], rows / sample["seconds"]), where
+                # half the staging rows are in the target already
+                assert extra == {"inserted": rows // 2, "updated": rows - rows // 2}, where
+            else:
+                assert row["unit"] == "bytes", where
+                noted = re.search(r"JSON (\d+) B", row["note"])
+                assert noted is not None, where
+                assert 0 < int(noted[1]) <= sample["rate"], where  # Redis holds the JSON at least
+
+
+@pytest.mark.timeout(90)
+def test_the_web_rows_name_their_baselines_and_the_ratio_is_recomputed(smoke: Any) -> None:
+    _, document, _ = smoke
+    rows = rows_by_name(document)
+    for prefix, (baseline, baseline_row_name) in COMPARED.items():
+        row = one(rows, prefix)
+        assert row["baseline"] == baseline, prefix
+        baseline_row = rows[baseline_row_name]
+        # the baseline's own row is the same measurement as the one compared with
+        assert row["baseline_samples"] == baseline_row["samples"], prefix
+        assert row["baseline_rate"] == baseline_row["rate"], prefix
+        assert close(row["ratio"], row["rate"]["median"] / baseline_row["rate"]["median"]), prefix
+        pairs = zip(row["samples"], row["baseline_samples"], strict=True)
+        ratios = [sample["rate"] / base["rate"] for sample, base in pairs]
+        assert close(row["ratio_range"]["min"], min(ratios)), prefix
+        assert close(row["ratio_range"]["max"], max(ratios)), prefix
+    # both trigger rows are one measurement, compared with two baselines
+    assert (
+        one(rows, "trigger: polling POST")["samples"]
+        == one(rows, "trigger vs plain enqueue")["samples"]
+    )
+    # the engine compares time: progress on over progress off
+    engine = one(rows, "engine:")
+    assert engine["baseline"] == "progress off"
+    assert engine["baseline_samples"] == rows["baseline: engine, progress off"]["samples"]
+    assert close(engine["ratio"], engine["seconds"]["median"] / (
+        rows["baseline: engine, progress off"]["seconds"]["median"]
+    ))  # fmt: skip
+    # growth: every level but the first is compared with the first
+    first, *others = document["options"]["growth_levels"]
+    for kind in ("trigger", "poll finished"):
+        start = rows[f"growth: {kind}, {first:,} retained"]
+        assert start["baseline"] == ""
+        for level in others:
+            row = rows[f"growth: {kind}, {level:,} retained"]
+            assert row["baseline"] == f"same @{first:,}"
+            assert row["baseline_samples"] == start["samples"]
+            assert close(row["ratio"], row["rate"]["median"] / start["rate"]["median"])
+
+
+@pytest.mark.timeout(90)
+def test_the_in_process_ladders_run_every_rung_in_order(tmp_path: Path) -> None:
     """``python -m bench.inprocess`` (the attribution of a trigger's and a poll's cost)
-    runs against its own Redis and prints every rung of both ladders."""
-    completed = run_module("bench.inprocess", "--rounds", "1", "--calls", "5")
-    for rung in ("bare pipelined enqueue (baseline)", "= the polling webhook",
-                 "bare Redis GET (baseline)", "= the poll (202, running)"):  # fmt: skip
-        assert rung in completed.stdout, completed.stdout
+    runs against its own Redis; each rung answers the status its route should, in the
+    order of the real route's steps, and the printed steps and totals add up."""
+    written = tmp_path / "ladders.json"
+    completed = run_module(
+        "bench.inprocess", "--rounds", "1", "--calls", "5", "--json", str(written)
+    )
+    found = json.loads(written.read_text())["ladders"]
+    assert list(found) == list(LADDERS)
+    line = re.compile(
+        r"  (?P<name>.+?) +(?P<us>[\d.]+) us   step +(?P<step>[-+][\d.]+)"
+        r"   total +(?P<total>[-+][\d.]+)"
+    )
+    printed = [match.groupdict() for match in map(line.fullmatch, completed.stdout.splitlines())
+               if match]  # fmt: skip
+    assert [row["name"] for row in printed] == [
+        name for rungs in LADDERS.values() for name, _ in rungs
+    ], completed.stdout
+    at = 0
+    for route, rungs in LADDERS.items():
+        assert [(rung["rung"], rung["status"]) for rung in found[route]] == rungs, route
+        figures = [rung["us"] for rung in found[route]]
+        assert all(positive(value) for value in figures), (route, figures)
+        for number, value in enumerate(figures):
+            shown = printed[at + number]
+            previous = figures[number - 1] if number else figures[0]
+            assert float(shown["us"]) == pytest.approx(value, abs=0.051)
+            assert float(shown["step"]) == pytest.approx(value - previous, abs=0.051)
+            assert float(shown["total"]) == pytest.approx(value - figures[0], abs=0.051)
+        at += len(rungs)

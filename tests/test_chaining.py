@@ -6,7 +6,7 @@ import pytest
 from flask import Flask
 
 from flask_idms_webhooks import IdmsWebhooks, TaskLoadError
-from tests.conftest import ADMIN, abandon_job, poll_path
+from tests.helpers import ADMIN, abandon_job, poll_path
 
 
 def start_parent(client, key, **parameters):

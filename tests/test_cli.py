@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.conftest import abandon_job, poll_path
+from tests.helpers import abandon_job, poll_path
 
 
 def test_trigger_starts_a_job_and_prints_its_polling_url(app, client, run_burst):
@@ -53,6 +53,7 @@ def test_import_filters_prints_the_iqa_prompts_as_task_file_toml(redis_url, tmp_
     from flask import Flask
 
     from flask_idms_webhooks import IdmsWebhooks
+    from flask_idms_webhooks.state import state_of
     from flask_idms_webhooks.testing import ImisDouble
     from flask_idms_webhooks.testing.demo import seed_demo
 
@@ -75,9 +76,13 @@ def test_import_filters_prints_the_iqa_prompts_as_task_file_toml(redis_url, tmp_
             IDMS_WEBHOOKS_TASKS_FILE=str(task_file),
         )
         IdmsWebhooks(app)
-        result = app.test_cli_runner().invoke(
-            args=["idms-webhooks", "tasks", "import-filters", "dues"]
-        )
+        state = state_of(app)
+        try:
+            result = app.test_cli_runner().invoke(
+                args=["idms-webhooks", "tasks", "import-filters", "dues"]
+            )
+        finally:
+            state.connections.close()  # the app's iMIS client: no socket left behind
     assert result.exit_code == 0, result.output
     filters = tomllib.loads(result.output)["tasks"]["source"]["filters"]
     assert [(f["column"], f["operator"], f["prompt"]) for f in filters] == [

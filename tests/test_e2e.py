@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from example_app import create_app as create_example_app
-from flask_idms_webhooks.extension import state_of
-from tests.conftest import ADMIN, poll_path, wait_for
+from flask_idms_webhooks.state import state_of
+from tests.helpers import ADMIN, poll_path, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -15,9 +15,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from flask_idms_webhooks.context import JobContext
+from flask_idms_webhooks.jobs.context import JobContext
 from flask_idms_webhooks.testing import ImisDouble, QueryFilter
-from tests.conftest import ADMIN
 from tests.engine_support import (
     Database,
     Runner,
@@ -29,13 +28,15 @@ from tests.engine_support import (
     sql_task,
     task_file,
 )
+from tests.helpers import ADMIN
 
 # -- fixtures -----------------------------------------------------------------------------
 
 
 @pytest.fixture(autouse=True)
 def fresh_connections() -> Iterator[None]:
-    """Each test starts with no cached client or engine, and leaves none open."""
+    """Each test starts with no client or engine of an earlier test open, and leaves none
+    open (every Runner's app's connections, every Database's engine)."""
     close_connections()
     yield
     close_connections()
@@ -538,11 +539,12 @@ def test_a_cancel_mid_page_counts_only_what_the_table_keeps(db, runner_for):
             assert runner.client.delete(f"/idms/jobs/{job_id}", headers=ADMIN).status_code == 202
             time.sleep(JobContext.CANCEL_CHECK_SECONDS + 0.1)
 
-    sa.event.listen(db.engine, "before_cursor_execute", slow_row_50)
+    engine = runner.sql_engine("db")  # the app's own, which its jobs write through
+    sa.event.listen(engine, "before_cursor_execute", slow_row_50)
     try:
         runner.burst()
     finally:
-        sa.event.remove(db.engine, "before_cursor_execute", slow_row_50)
+        sa.event.remove(engine, "before_cursor_execute", slow_row_50)
     document = runner.finished(location)
     assert document["Status"] == "cancelled"
     # Rows 31-50 were written in the second page's transaction, which the cancel undid:
@@ -762,3 +764,84 @@ def test_an_iqa_into_a_sql_table(double, db, runner_for):
         ("102", "bob@new.org", "A"),
         ("106", "flo@new.org", "A"),
     ]
+
+
+# -- connections: every app its own ------------------------------------------------------
+
+
+def test_two_apps_of_one_task_file_share_no_connection_and_each_closes_its_own(
+    double, sqlite_db, tmp_path, redis_url, queue_name, monkeypatch
+):
+    """Two apps built from one task file: each makes its own iMIS client and SQL engine
+    on its first job and reuses them for its next; neither uses the other's (there is no
+    process-wide cache), and ``state.connections.close()`` closes what its app made and
+    nothing of the other's."""
+    from flask_idms_webhooks.iupdate import imis, sql
+
+    made: list[Any] = []
+    real_create_engine, real_client = sql.create_engine, imis.ImisClient
+
+    def recording_create_engine(url: str) -> sa.Engine:
+        made.append(real_create_engine(url))
+        return made[-1]
+
+    class RecordingClient(imis.ImisClient):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(sql, "create_engine", recording_create_engine)
+    monkeypatch.setattr(imis, "ImisClient", RecordingClient)
+
+    def engines() -> list[sa.Engine]:
+        return [one for one in made if isinstance(one, sa.Engine)]
+
+    def clients() -> list[Any]:
+        return [one for one in made if isinstance(one, real_client)]
+
+    seed_double(double)
+    create_tables(sqlite_db, staging=[], contacts=[])
+    task = imis_task(
+        "InsertOrUpdate",
+        connection="db",
+        match={"ext_id": "ID"},
+        mapping={"ext_id": "ID", "email": "Email", "status": {"value": "A"}},
+    )
+    task["target"]["entity"] = "contact"
+    profiles = {"imis": imis_connection(double), **sql_connection(sqlite_db)}
+    path = task_file(tmp_path / "tasks.toml", profiles, [task])
+    first = Runner(engine_app(path, redis_url, queue_name))
+    second = Runner(engine_app(path, redis_url, queue_name))
+    assert first.state.connections is not second.state.connections
+    assert made == []  # nothing connects before a job needs it
+
+    assert counts(first.run("sync", PARAMETERS)) == expect(3, inserted=3)
+    assert counts(first.run("sync", PARAMETERS)) == expect(3, updated=3)
+    assert (len(clients()), len(engines())) == (1, 1)  # the first app's, made once
+    assert counts(second.run("sync", PARAMETERS)) == expect(3, updated=3)
+    assert (len(clients()), len(engines())) == (2, 2)  # the second app made its own
+    client_a, client_b = clients()
+    engine_a, engine_b = engines()
+    assert client_a is not client_b and engine_a is not engine_b
+    imis_profile = first.state.tasks["sync"].connections["imis"]
+    assert first.state.connections.imis_client(imis_profile) is client_a
+    assert second.state.connections.imis_client(imis_profile) is client_b
+    assert (first.sql_engine("db"), second.sql_engine("db")) == (engine_a, engine_b)
+    assert len(made) == 4
+
+    pool_a, pool_b = engine_a.pool, engine_b.pool
+    assert pool_a.checkedin() >= 1 and pool_b.checkedin() >= 1  # the jobs' connections
+    first.state.connections.close()
+    assert pool_a.checkedin() == 0 and engine_a.pool.checkedin() == 0
+    sent = len(double.requests)
+    with pytest.raises(RuntimeError, match="closed"):
+        client_a.find("CsContact", {"ID": "101"})
+    assert len(double.requests) == sent  # a closed client sends nothing
+    # The second app's connections are untouched: still pooled, and its next job runs on them.
+    assert engine_b.pool is pool_b and pool_b.checkedin() >= 1
+    assert counts(second.run("sync", PARAMETERS)) == expect(3, updated=3)
+    assert len(made) == 4
+    second.state.connections.close()
+    assert pool_b.checkedin() == 0
+    with pytest.raises(RuntimeError, match="closed"):
+        client_b.find("CsContact", {"ID": "101"})

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from flask_idms_webhooks.testing import ImisDouble, QueryFilter
-from tests.conftest import wait_for
 from tests.engine_e2e_app import create_app
 from tests.engine_support import (
     Database,
@@ -23,6 +22,7 @@ from tests.engine_support import (
     sql_task,
     task_file,
 )
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.e2e
 

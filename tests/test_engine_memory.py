@@ -2,8 +2,8 @@
 peaks over 10,000, and a deliberately leaky run (every row kept) fails the same check.
 
 Each run is a process of its own (``tests/engine_memory_run.py``: a SQLite source into a
-SQLite table through ``run_iupdate`` and a real ``JobContext`` on Redis), which reports
-its peak resident set size (``VmHWM``) when done. No timing is asserted.
+SQLite table through the task's ``IUpdate`` handler and a real ``JobContext`` on Redis),
+which reports its peak resident set size (``VmHWM``) when done. No timing is asserted.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 SMALL, LARGE = 10_000, 100_000
 #: The flat check: the large run's peak within this factor, plus this slack, of the small one's.

@@ -7,9 +7,9 @@ import sqlite3
 import pytest
 
 from example_app import create_app
-from flask_idms_webhooks.extension import state_of
+from flask_idms_webhooks.state import state_of
 from flask_idms_webhooks.worker import make_worker
-from tests.conftest import poll_path
+from tests.helpers import poll_path
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ from flask import Flask
 from flask_smorest import Api
 
 from flask_idms_webhooks import ConfigurationError, IdmsWebhooks, TaskLoadError
-from flask_idms_webhooks.extension import state_of
-from tests.conftest import poll_path
+from flask_idms_webhooks.state import state_of
+from tests.helpers import poll_path
 from tests.sample_app import create_app
 
 
@@ -138,3 +138,18 @@ def test_a_wrong_method_is_a_json_405_with_allow(client):
     assert answer.status_code == 405
     assert answer.get_json()["code"] == 405
     assert answer.headers["Allow"].split(", ").count("POST") == 1
+
+
+def test_an_app_without_the_extension_says_so():
+    """The one accessor of the state, and the RQ job function, name what is missing."""
+    from flask import Flask
+
+    from flask_idms_webhooks import ConfigurationError
+    from flask_idms_webhooks.jobs import run_job
+    from flask_idms_webhooks.state import state_of
+
+    bare = Flask(__name__)
+    with pytest.raises(ConfigurationError, match="IdmsWebhooks is not initialised on this app"):
+        state_of(bare)
+    with bare.app_context(), pytest.raises(ConfigurationError, match="idms-webhooks worker"):
+        run_job("some-job")

@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 from flask_idms_webhooks.redis_server import free_port
-from tests.conftest import ROOT, wait_for
+from tests.helpers import ROOT, wait_for
 
 
 def test_gunicorn_with_the_shipped_config_redacts_secrets(

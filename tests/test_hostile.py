@@ -12,8 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flask_idms_webhooks.extension import state_of
-from tests.conftest import ADMIN as ADMIN_HEADERS
+from flask_idms_webhooks.state import state_of
+from flask_idms_webhooks.web.bodies import MAX_DEPTH
+from tests.helpers import ADMIN as ADMIN_HEADERS
 
 ROUTES = ["execute", "jobs", "validate"]
 JSON = "application/json"
@@ -115,12 +116,50 @@ def test_malformed_json_is_400(post, route, body):
 @pytest.mark.parametrize(
     "literal", ['"\\ud800"', '"a\\udfffb"', '"\\udc00\\ud800"'], ids=["high", "low", "reversed"]
 )
-def test_a_lone_surrogate_escape_is_refused_not_500(post, route, literal):
+def test_a_lone_surrogate_escape_is_refused_not_500(post, route, literal, state):
     """Valid JSON syntax, but not a Unicode string: it cannot be stored as UTF-8."""
     body = b'{"QueryParameters": {"ImisId": 1, "LastName": ' + literal.encode() + b"}}"
-    answer = post(route, body)
-    assert answer.status_code in (400, 422), answer.data[:300]
-    assert answer.get_json()["code"] == answer.status_code
+    answer = assert_json_error(post(route, body), 400)
+    assert (
+        answer["message"] == "Malformed JSON: a string holds a lone surrogate (not valid Unicode)."
+    )
+    assert state.queue.count == 0
+
+
+ENCODINGS = ["utf-8", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"]
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_a_lone_surrogate_is_refused_in_every_json_encoding(post, route, encoding, state):
+    """JSON may come in UTF-8, -16 or -32, with or without a BOM: the check sees them all."""
+    body = '{"QueryParameters": {"ImisId": 1, "LastName": "\\ud800"}}'.encode(encoding)
+    assert "lone surrogate" in assert_json_error(post(route, body), 400)["message"]
+    assert state.queue.count == 0
+
+
+def chapter_nested(levels: int) -> bytes:
+    """A body whose Chapter value is ``levels`` lists deep: the body object is level 1,
+    QueryParameters level 2, the lists 3 to ``levels + 2``, their string one more."""
+    return (
+        b'{"QueryParameters": {"ImisId": 1, "Chapter": '
+        + b"[" * levels
+        + b'"x"'
+        + b"]" * levels
+        + b"}}"
+    )
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_nesting_is_refused_one_level_past_max_depth_and_not_before(post, route, state):
+    """A value MAX_DEPTH levels deep is read (and then judged as QueryParameters: 422,
+    Chapter takes a string); one level more is a 400, whatever the route."""
+    at_limit = post(route, chapter_nested(MAX_DEPTH - 3))
+    assert_json_error(at_limit, 422)
+    assert "Chapter" in json.dumps(at_limit.get_json()["errors"])
+    past = assert_json_error(post(route, chapter_nested(MAX_DEPTH - 2)), 400)
+    assert past["message"] == f"Malformed JSON: nested deeper than {MAX_DEPTH} levels."
+    assert state.queue.count == 0
 
 
 NON_JSON = {
@@ -160,10 +199,11 @@ def test_an_oversize_body_is_413(post, route):
 
 
 @pytest.mark.parametrize("route", ROUTES)
-def test_an_oversize_body_of_another_type_is_413_or_415(post, route):
+def test_an_oversize_body_of_another_type_is_413(post, route, state):
+    """The size is checked as the body is read, before its type: too large is 413."""
     answer = post(route, b"x" * (64 * 1024 + 1), content_type="text/plain")
-    assert_json_error(answer, answer.status_code)
-    assert answer.status_code in (413, 415)
+    assert_json_error(answer, 413)
+    assert state.queue.count == 0
 
 
 @pytest.mark.parametrize("route", ROUTES)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from flask_idms_webhooks.errors import StoreUnavailable
-from tests.conftest import poll_path
+from tests.helpers import poll_path
 
 ROUTES = {"execute": 200, "jobs": 202}
 BODY = {"QueryParameters": {"Count": 3}}
@@ -254,3 +254,31 @@ def test_simultaneous_different_bodies_under_one_key_start_one_job(live_server, 
     statuses = sorted(status for status, *_ in answers)
     assert statuses == [202] + [422] * 9, answers
     assert (state.queue.count, jobs_of(state)) == (1, 1)
+
+
+def test_a_repeat_while_the_first_is_being_written_replays_at_once(trigger, state, monkeypatch):
+    """The repeat arrives after the first request claimed its key but before its job was
+    written: it gets the first answer at once (no wait in the request), and the first
+    request's job is the one job there is."""
+    from flask_idms_webhooks.jobs import lifecycle
+
+    def no_sleeping(seconds: float) -> None:
+        raise AssertionError(f"a request slept {seconds} s")
+
+    monkeypatch.setattr(lifecycle.time, "sleep", no_sleeping)
+    monkeypatch.setattr("time.sleep", no_sleeping)
+    real_submit = state.jobs.submit
+    repeats: list[Any] = []
+
+    def submit_after_a_repeat(*args: Any, **kwargs: Any) -> None:
+        repeats.append(trigger("jobs", "mid-write"))  # the claim is there, the job is not
+        assert (state.queue.count, jobs_of(state)) == (0, 0)
+        real_submit(*args, **kwargs)
+
+    monkeypatch.setattr(state.jobs, "submit", submit_after_a_repeat)
+    first = trigger("jobs", "mid-write")
+    assert first.status_code == 202
+    (repeat,) = repeats
+    same_answer(first, repeat)
+    assert (state.queue.count, jobs_of(state)) == (1, 1)
+    assert state.redis.exists(state.store.live_key(first.get_json()["ExecuteId"]))

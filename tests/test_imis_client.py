@@ -32,7 +32,7 @@ from flask_idms_webhooks.iupdate.imis import (
     ImisTarget,
     ImisUnavailable,
 )
-from flask_idms_webhooks.tasks import FilterRow, Operator, Prompt
+from flask_idms_webhooks.model.tasks import FilterRow, Operator, Prompt
 from flask_idms_webhooks.testing import ImisDouble, QueryFilter, RecordedRequest
 
 GOLDEN = Path(__file__).parent / "golden_client"

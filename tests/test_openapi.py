@@ -102,3 +102,38 @@ def test_every_operation_says_which_credentials_open_it(client):
             assert names == {"IdmsBearer"}, path
         else:
             assert {"IdmsWebhookKey", "IdmsKeyQuery", "IdmsBearer"} == names, (path, method)
+
+
+def test_documented_keeps_flask_smorest_docs_without_its_run_time_wrappers():
+    """``web.docs.documented`` reads what flask-smorest's decorators leave on a view
+    (``_apidoc``) and keeps it on the bare view. If flask-smorest stops documenting a
+    route that way, this breaks: the hot routes would vanish from the OpenAPI document."""
+    from flask import Flask
+    from flask_smorest import Api, Blueprint
+    from marshmallow import Schema, fields
+
+    from flask_idms_webhooks.web.docs import documented
+
+    class Answer(Schema):
+        Id = fields.String()
+
+    blp = Blueprint("probe", __name__)
+
+    def view():
+        return {"Id": "x"}
+
+    bare = documented(
+        blp.response(202, Answer, headers={"Retry-After": {"schema": {"type": "integer"}}}),
+        blp.alt_response(404, description="gone"),
+    )(view)
+    assert bare is view  # nothing wraps it at run time
+    assert set(view._apidoc) >= {"response"}
+    blp.route("/probe")(bare)
+    app = Flask(__name__)
+    app.config.update(API_TITLE="probe", API_VERSION="1", OPENAPI_VERSION="3.0.3")
+    api = Api(app)
+    api.register_blueprint(blp)
+    operation = api.spec.to_dict()["paths"]["/probe"]["get"]
+    assert set(operation["responses"]) == {"202", "404", "default"}
+    assert "Retry-After" in operation["responses"]["202"]["headers"]
+    assert app.test_client().get("/probe").get_json() == {"Id": "x"}

@@ -15,9 +15,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flask_idms_webhooks import DataType, FilterRow, ParameterError, Prompt, TaskLoadError
-from flask_idms_webhooks.parameters import QueryParameterSet
+from flask_idms_webhooks.iupdate.connections import Connections
+from flask_idms_webhooks.model.parameters import QueryParameterSet
 from flask_idms_webhooks.taskfile import load_task_file
-from tests.conftest import poll_path
+from tests.helpers import poll_path
 from tests.sample_app import count
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
@@ -558,7 +559,7 @@ handler = "tests.sample_app:count"
 def test_a_good_task_file_loads(tmp_path, monkeypatch):
     monkeypatch.setenv("SYNC_KEY", "s3cret-key")
     monkeypatch.setenv("STATUS", "A")
-    first, second = load_task_file(write(tmp_path, GOOD))
+    first, second = load_task_file(write(tmp_path, GOOD), Connections())
     assert first.id == "sync-contacts"
     assert first.name == "Sync contact e-mails"
     assert first.handler is count
@@ -584,7 +585,8 @@ def test_env_expansion_inside_longer_strings(tmp_path, monkeypatch):
             description = "before-${PART}-after ${PART}"
             handler = "tests.sample_app:count"
             """,
-        )
+        ),
+        Connections(),
     )
     assert task.description == "before-mid-after mid"
 
@@ -594,7 +596,7 @@ def test_a_missing_env_var_names_the_variable_file_task_and_key(tmp_path, monkey
     monkeypatch.delenv("STATUS", raising=False)
     path = write(tmp_path, GOOD)
     with pytest.raises(TaskLoadError) as raised:
-        load_task_file(path)
+        load_task_file(path, Connections())
     message = str(raised.value)
     assert "STATUS" in message
     assert str(path) in message
@@ -626,7 +628,7 @@ def test_a_bad_filter_value_names_its_key(tmp_path, field, value, where):
         """,
     )
     with pytest.raises(TaskLoadError) as raised:
-        load_task_file(path)
+        load_task_file(path, Connections())
     assert raised.value.key == where
     assert str(path) in str(raised.value)
     assert "'t'" in str(raised.value)
@@ -645,7 +647,7 @@ def test_duplicate_task_ids_are_refused(tmp_path):
         """,
     )
     with pytest.raises(TaskLoadError, match="duplicate task id") as raised:
-        load_task_file(path)
+        load_task_file(path, Connections())
     assert (raised.value.task, raised.value.key) == ("same", "id")
 
 
@@ -669,12 +671,12 @@ def test_colliding_qualified_names_without_key_are_refused(tmp_path):
         """
     path = write(tmp_path, window.format(first="", second=""))
     with pytest.raises(TaskLoadError) as raised:
-        load_task_file(path)
+        load_task_file(path, Connections())
     assert "CsContact.UpdatedOn" in str(raised.value)
     assert raised.value.task == "window"
     assert str(path) in str(raised.value)
     (task,) = load_task_file(
-        write(tmp_path, window.format(first='key = "Since"', second='key = "Until"'))
+        write(tmp_path, window.format(first='key = "Since"', second='key = "Until"')), Connections()
     )
     assert QueryParameterSet(task.filters).keys == ["Since", "Until"]
 
@@ -692,12 +694,12 @@ def test_colliding_qualified_names_without_key_are_refused(tmp_path):
 )
 def test_other_task_errors_name_the_key(tmp_path, table, where):
     with pytest.raises(TaskLoadError) as raised:
-        load_task_file(write(tmp_path, "[[tasks]]\n" + table + "\n"))
+        load_task_file(write(tmp_path, "[[tasks]]\n" + table + "\n"), Connections())
     assert raised.value.key == where
 
 
 def test_an_unreadable_or_invalid_file_is_a_load_error(tmp_path):
     with pytest.raises(TaskLoadError, match="cannot read"):
-        load_task_file(tmp_path / "missing.toml")
+        load_task_file(tmp_path / "missing.toml", Connections())
     with pytest.raises(TaskLoadError, match="not valid TOML"):
-        load_task_file(write(tmp_path, "[[tasks]\n"))
+        load_task_file(write(tmp_path, "[[tasks]\n"), Connections())

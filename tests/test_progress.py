@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from flask_idms_webhooks.store import JobStore
+from flask_idms_webhooks.jobs.store import JobStore
 
 
 def test_progress_writes_are_throttled_not_per_row(client, key, run_burst, monkeypatch):

@@ -17,10 +17,10 @@ from gunicorn.config import Config
 from rq.job import Job
 
 from flask_idms_webhooks.accesslog import RedactingLogger, redact_query
-from flask_idms_webhooks.extension import state_of
 from flask_idms_webhooks.redis_server import PrivateRedis, free_port
+from flask_idms_webhooks.state import state_of
 from flask_idms_webhooks.worker import make_worker
-from tests.conftest import ADMIN, poll_path
+from tests.helpers import ADMIN, poll_path
 
 HANG = 10  # seconds: far above the ~1 s the client waits; only a hang crosses it
 
@@ -243,3 +243,33 @@ def test_a_work_horse_opens_one_redis_connection(client, key, state):
         return opened
 
     assert burst_of(8) - burst_of(4) == 4
+
+
+def test_a_poll_that_cannot_seal_a_dead_job_is_a_503_at_once_then_seals(client, state, monkeypatch):
+    """A poll finds a job whose worker died; sealing it fails (Redis hiccup): the poll
+    answers 503 after one attempt, without sleeping in the request, and the next poll
+    seals the job failed ("worker died")."""
+    from flask_idms_webhooks.jobs import lifecycle
+    from tests.helpers import abandon_job
+
+    location = abandon_job(client, state, "count", {"Count": 5}).headers["Location"]
+    real_seal = state.store.seal
+    attempts = []
+
+    def refused(*args, **kwargs):
+        attempts.append(1)
+        raise lifecycle.StoreUnavailable("simulated: Redis stalled")
+
+    def no_sleeping(seconds):
+        raise AssertionError(f"a request slept {seconds} s")
+
+    monkeypatch.setattr(lifecycle.time, "sleep", no_sleeping)
+    monkeypatch.setattr(state.store, "seal", refused)
+    answer = client.get(poll_path(location))
+    assert answer.status_code == 503 and int(answer.headers["Retry-After"]) > 0
+    assert attempts == [1]
+    monkeypatch.setattr(state.store, "seal", real_seal)
+    answer = client.get(poll_path(location))
+    assert answer.status_code == 200
+    assert answer.get_json()["Status"] == "failed"
+    assert answer.get_json()["Error"]["Type"] == "WorkerDied"

@@ -11,8 +11,8 @@ from flask import Flask
 from redis.connection import Connection
 
 from flask_idms_webhooks import IdmsWebhooks
-from flask_idms_webhooks.extension import state_of
-from tests.conftest import poll_path
+from flask_idms_webhooks.state import state_of
+from tests.helpers import poll_path
 from tests.sample_app import webhooks as sample_webhooks
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import csv
 import io
 
-from flask_idms_webhooks.extension import state_of
+from flask_idms_webhooks.state import state_of
 from flask_idms_webhooks.worker import make_worker
-from tests.conftest import poll_path
+from tests.helpers import poll_path
 
 
 def run_count(app, **parameters):
@@ -64,7 +64,7 @@ def test_errors_csv_keeps_at_most_10000_rows(make_app):
 
 
 def test_errors_csv_cells_never_start_like_a_formula():
-    from flask_idms_webhooks.views import spreadsheet_safe
+    from flask_idms_webhooks.web.answers import spreadsheet_safe
 
     assert spreadsheet_safe("=HYPERLINK(1)") == "'=HYPERLINK(1)"
     assert spreadsheet_safe("+1") == "'+1" and spreadsheet_safe("@x") == "'@x"

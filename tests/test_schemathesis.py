@@ -38,8 +38,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from flask_idms_webhooks.extension import WebhooksState
-from tests.conftest import ADMIN
+from flask_idms_webhooks.state import WebhooksState
+from tests.helpers import ADMIN
 from tests.sample_app import create_app
 
 ADMIN_ROUTES = {

@@ -25,15 +25,19 @@ from flask_idms_webhooks.iupdate.base import (
     SourceReadError,
     TargetUnavailable,
 )
-from flask_idms_webhooks.iupdate.sql import (
-    SqlSource,
-    SqlTarget,
-    bind_name,
-    dispose_engines,
-    engine_for,
+from flask_idms_webhooks.iupdate.connections import Connections
+from flask_idms_webhooks.iupdate.sql import SqlSource, bind_name, create_engine
+from flask_idms_webhooks.iupdate.sql_target import SqlTarget
+from flask_idms_webhooks.model.tasks import (
+    Action,
+    DataType,
+    FilterRow,
+    Operator,
+    Prompt,
+    Source,
+    Target,
 )
-from flask_idms_webhooks.tasks import DataType, FilterRow, Operator, Prompt
-from tests.conftest import postgres_schema, require_postgres
+from tests.helpers import postgres_schema, require_postgres
 
 MEMBER = """
 CREATE TABLE member (
@@ -107,16 +111,26 @@ def postgres_url() -> str:
 
 @contextmanager
 def open_database(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Database]:
+    """A Database with an engine of its own, disposed afterwards (before a PostgreSQL
+    schema is dropped: an open connection would block the drop)."""
     if kind == "sqlite":
         url = f"sqlite:///{tmp_path / 'test.db'}"
+        engine = create_engine(url)
         try:
-            yield Database(kind, url, engine_for(url))
+            yield Database(kind, url, engine)
         finally:
-            dispose_engines()
+            engine.dispose()
         return
     request.getfixturevalue("postgres_url")  # fails, never skips, without a server
-    with postgres_schema("idms_test", dispose_engines) as url:
-        yield Database(kind, url, engine_for(url))
+    engines: list[sa.Engine] = []
+
+    def dispose() -> None:
+        for engine in engines:
+            engine.dispose()
+
+    with postgres_schema("idms_test", dispose) as url:
+        engines.append(create_engine(url))
+        yield Database(kind, url, engines[0])
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -360,7 +374,7 @@ def test_streaming_keeps_memory_flat(tmp_path: Path) -> None:
             ((i, f"name {i}", "x" * 40) for i in range(200_000)),
         )
     connection.close()
-    engine = engine_for(f"sqlite:///{path}")
+    engine = create_engine(f"sqlite:///{path}")
     query = "SELECT id, name, note FROM big ORDER BY id"
     try:
         read(SqlSource(engine, f"{query} LIMIT 10"))  # warm the caches outside the measure
@@ -378,7 +392,7 @@ def test_streaming_keeps_memory_flat(tmp_path: Path) -> None:
         streamed, streamed_peak = peak(1000)
         whole, whole_peak = peak(200_000)
     finally:
-        dispose_engines()
+        engine.dispose()
     assert streamed == whole == 200_000
     assert streamed_peak * 20 < whole_peak, (streamed_peak, whole_peak)
 
@@ -427,8 +441,8 @@ def test_a_bad_value_is_blanked_out_of_the_message(pg: Database) -> None:
 
 
 def test_an_unreachable_database(tmp_path: Path) -> None:
-    missing = engine_for(f"sqlite:///{tmp_path}/no/such/dir/x.db")
-    down = engine_for("postgresql+psycopg://someone:s3cret-pw@127.0.0.1:1/idms")
+    missing = create_engine(f"sqlite:///{tmp_path}/no/such/dir/x.db")
+    down = create_engine("postgresql+psycopg://someone:s3cret-pw@127.0.0.1:1/idms")
     try:
         with pytest.raises(SourceReadError, match="unable to open database file"):
             list(SqlSource(missing, "SELECT 1").pages([]))
@@ -439,7 +453,8 @@ def test_an_unreachable_database(tmp_path: Path) -> None:
         with pytest.raises(TargetUnavailable) as write_error:
             SqlTarget(down, "member").find({"id": 1})
     finally:
-        dispose_engines()
+        missing.dispose()
+        down.dispose()
     assert str(read_error.value).startswith(
         "cannot read the SQL source (postgresql database 'idms' at 127.0.0.1:1): "
         "OperationalError: connection failed"
@@ -655,7 +670,7 @@ def test_a_source_streams_while_a_target_writes_the_same_table(db: Database) -> 
 
 def test_two_sqlite_writers_wait_for_each_other(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'shared.db'}"
-    database = Database("sqlite", url, engine_for(url))
+    database = Database("sqlite", url, create_engine(url))
     try:
         database.seed(1)
         first, second = SqlTarget(database.engine, "member"), SqlTarget(database.engine, "member")
@@ -688,37 +703,82 @@ def test_two_sqlite_writers_wait_for_each_other(tmp_path: Path) -> None:
         assert failures == []
         assert database.column("SELECT id FROM member ORDER BY id") == [1, 2, 3]
     finally:
-        dispose_engines()
+        database.engine.dispose()
 
 
 # Engines -------------------------------------------------------------------------------
 
 
-def test_engine_for_is_one_engine_per_url(db: Database) -> None:
-    assert engine_for(db.url) is db.engine
+def test_one_connections_has_one_engine_per_profile_and_two_share_none(db: Database) -> None:
+    """An app's ``Connections`` makes a profile's engine on first use and hands the same
+    one to every later source and target; another app's ``Connections`` (same profile)
+    makes its own: no engine is shared across apps."""
+    profiles = {"db": {"kind": "sql", "url": db.url}}
+    db.seed(1)
+    first, second = Connections(), Connections()
+    try:
+        engine = first.sql_engine(profiles["db"])
+        assert first.sql_engine({"url": db.url, "kind": "sql"}) is engine  # an equal profile
+        source = first.source(Source("db", "SELECT id FROM member"), profiles)
+        target = first.target(Target("db", "member", Action.INSERT), profiles)
+        assert isinstance(source, SqlSource) and isinstance(target, SqlTarget)
+        assert source.engine is engine and target.engine is engine
+        other = second.sql_engine(profiles["db"])
+        assert other is not engine and other is not db.engine
+        assert second.target(Target("db", "member", Action.INSERT), profiles).engine is other
+        for made in (engine, other):
+            with made.connect() as connection:
+                assert connection.execute(sa.text("SELECT COUNT(*) FROM member")).scalar() == 1
+                if db.kind == "sqlite":
+                    assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    finally:
+        first.close()
+        second.close()
     if db.kind == "sqlite":
         assert db.scalar("PRAGMA journal_mode") == "wal"
 
 
 def test_a_forked_child_never_uses_its_parents_connections(db: Database) -> None:
+    """What a forking worker's work-horse does (``WebhooksState.in_work_horse``): the
+    child calls ``Connections.forget_inherited()``, then gets an engine of its own, and
+    even an adapter built in the parent on the inherited engine opens new connections.
+    The parent's pooled connection stays the parent's, and keeps working."""
     db.seed()
-    parent_target = SqlTarget(db.engine, "member")
-    parent_target.find({"id": 1})  # reflected and pooled before the fork
-    backend = "SELECT pg_backend_pid()" if db.kind == "postgresql" else "SELECT 1"
-    with db.engine.connect() as connection:
-        before = connection.execute(sa.text(backend)).scalar()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child reports through its exit code
-        code = 1
-        try:
-            child = engine_for(db.url)
-            parent_target.update(parent_target.find({"id": 1})[0], {"first_name": "child"})
-            code = 0 if child is not db.engine and read(SqlSource(child, "SELECT 1 AS one")) else 2
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    with db.engine.connect() as connection:
-        assert connection.execute(sa.text(backend)).scalar() == before  # the same connection
-        assert connection.execute(sa.text("SELECT COUNT(*) FROM member")).scalar() == 50
-    assert db.scalar("SELECT first_name FROM member WHERE id = 1") == "child"
+    profile = {"kind": "sql", "url": db.url}
+    connections = Connections()
+    try:
+        engine = connections.sql_engine(profile)
+        parent_target = SqlTarget(engine, "member")
+        parent_target.find({"id": 1})  # reflected and pooled before the fork
+        backend = "SELECT pg_backend_pid()" if db.kind == "postgresql" else "SELECT 1"
+        with engine.connect() as connection:
+            before = connection.execute(sa.text(backend)).scalar()
+        assert engine.pool.checkedin() == 1  # the one connection, pooled across the fork
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child reports through its exit code
+            code = 1
+            try:
+                connections.forget_inherited()
+                child = connections.sql_engine(profile)
+                parent_target.update(parent_target.find({"id": 1})[0], {"first_name": "child"})
+                with child.connect() as connection:
+                    mine = connection.execute(sa.text(backend)).scalar()
+                with engine.connect() as connection:
+                    inherited = connection.execute(sa.text(backend)).scalar()
+                if child is engine or not read(SqlSource(child, "SELECT 1 AS one")):
+                    code = 2
+                elif db.kind == "postgresql" and before in (mine, inherited):
+                    code = 3  # a parent's connection used in the child
+                else:
+                    code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert connections.sql_engine(profile) is engine  # the parent forgot nothing
+        with engine.connect() as connection:
+            assert connection.execute(sa.text(backend)).scalar() == before  # the same one
+            assert connection.execute(sa.text("SELECT COUNT(*) FROM member")).scalar() == 50
+        assert db.scalar("SELECT first_name FROM member WHERE id = 1") == "child"
+    finally:
+        connections.close()

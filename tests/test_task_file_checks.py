@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from flask_idms_webhooks import TaskLoadError
+from flask_idms_webhooks.iupdate.connections import Connections
+from flask_idms_webhooks.iupdate.engine import IUpdate
 from flask_idms_webhooks.taskfile import load_task_file, resolve_sqlite_path
 
 GOOD = """
@@ -38,13 +40,23 @@ def load(tmp_path, source="", target="", mapping="", chain="", connection=""):
     path.write_text(
         text.replace('url = "sqlite:///members.db"', 'url = "sqlite:///members.db"\n' + connection)
     )
-    return path, load_task_file(path)
+    return path, load_task_file(path, Connections())
 
 
 def test_a_good_engine_task_loads_and_resolves_its_sqlite_path(tmp_path):
     _, (task,) = load(tmp_path)
     assert task.target.match == {"id": "id"}
     assert task.connections["db"]["url"] == f"sqlite:///{tmp_path / 'members.db'}"
+
+
+def test_an_engine_task_runs_over_the_connections_it_was_loaded_with(tmp_path):
+    path, _ = load(tmp_path)
+    connections = Connections()
+    (task,) = load_task_file(path, connections)
+    assert isinstance(task.handler, IUpdate)
+    assert task.handler.connections is connections
+    (again,) = load_task_file(path, Connections())  # another app's load: its own
+    assert again.handler.connections is not connections
 
 
 @pytest.mark.parametrize(
@@ -77,7 +89,7 @@ def test_an_action_other_than_insert_needs_a_match(tmp_path):
         GOOD.format(source="", target="", mapping="", chain="").replace('match = { id = "id" }', "")
     )
     with pytest.raises(TaskLoadError) as raised:
-        load_task_file(path)
+        load_task_file(path, Connections())
     assert raised.value.key == "target.match" and "Update needs a match rule" in str(raised.value)
 
 
@@ -109,9 +121,9 @@ def test_credentials_written_in_the_file_are_refused(tmp_path, monkeypatch, prof
     path = tmp_path / "tasks.toml"
     path.write_text(f"[connections.c]\n{profile}\n")
     with pytest.raises(TaskLoadError) as raised:
-        load_task_file(path)
+        load_task_file(path, Connections())
     assert raised.value.key == f"connections.c.{key}"
     assert "hunter2" not in str(raised.value)
     monkeypatch.setenv("SECRET", "hunter2")
     path.write_text(f"[connections.c]\n{profile.replace('hunter2', '${SECRET}')}\n")
-    assert load_task_file(path) == []
+    assert load_task_file(path, Connections()) == []

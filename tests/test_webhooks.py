@@ -1,6 +1,6 @@
 import dataclasses
 
-from tests.conftest import ADMIN, poll_path
+from tests.helpers import ADMIN, poll_path
 
 
 def test_polling_flow_in_process(client, key, run_burst):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..errors import IdmsWebhooksError
-from ..tasks import FilterRow
+from ..model.tasks import FilterRow
 
 #: One source row: column name -> value (None for an absent value).
 Row = dict[str, Any]

@@ -1,18 +1,24 @@
 """Connection profiles (``[connections.NAME]`` of a task file) made into adapters.
 
-Clients and engines are made lazily, once per process: the engine runs in RQ's forked
-work-horse, and a connection pool must not cross a fork.
+One app's iMIS clients and SQL engines live in its :class:`Connections`, made lazily,
+once per profile: the engine runs in RQ's forked work-horse, and a connection pool must
+not cross a fork (a work-horse forgets what it inherited, as it does the Redis client).
 """
 
 from __future__ import annotations
 
-import os
+import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import TaskLoadError
-from ..tasks import Source, Target
+from ..model.tasks import Source, Target
 from .base import SourceAdapter, TargetAdapter
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from .imis import ImisClient
 
 KINDS = {
     "imis": {"required": {"base_url", "username", "password"},
@@ -40,8 +46,6 @@ PROFILE_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "retries": (_whole_number, "a whole number from 0"),
     "separator": (_non_empty_string, "a non-empty string"),
 }
-
-_clients: dict[tuple[int, str, tuple[tuple[str, str], ...]], Any] = {}
 
 
 def check_profile(name: str, profile: Mapping[str, Any]) -> None:
@@ -72,71 +76,93 @@ def check_profile(name: str, profile: Mapping[str, Any]) -> None:
         )
 
 
-def _cached(kind: str, profile: Mapping[str, Any], make: Any) -> Any:
-    key = (os.getpid(), kind, tuple(sorted((k, str(v)) for k, v in profile.items())))
-    if key not in _clients:
-        _clients[key] = make()
-    return _clients[key]
+ProfileKey = tuple[str, tuple[tuple[str, str], ...]]
+Profiles = Mapping[str, Mapping[str, Any]]
 
 
-def close_all() -> None:
-    """Close this process's iMIS clients and SQL engines (tests, shutdown)."""
-    from .sql import dispose_engines
-
-    for client in _clients.values():
-        close = getattr(client, "close", None)
-        if close is not None:
-            close()
-    _clients.clear()
-    dispose_engines()
-
-
-def imis_client(profile: Mapping[str, Any]) -> Any:
-    from .imis import ImisClient
-
-    def make() -> Any:
-        options: dict[str, Any] = {
-            "query_endpoint": profile.get("query_endpoint", "iqa"),
-            "separator": profile.get("separator", ","),
-        }
-        if "timeout" in profile:
-            options["timeout"] = float(profile["timeout"])
-        if "retries" in profile:
-            options["retries"] = int(profile["retries"])
-        return ImisClient(profile["base_url"], profile["username"], profile["password"], **options)
-
-    return _cached("imis", profile, make)
-
-
-def sql_engine(profile: Mapping[str, Any]) -> Any:
-    from .sql import engine_for
-
-    return _cached("sql", profile, lambda: engine_for(profile["url"]))
-
-
-def _profile(name: str | None, connections: Mapping[str, Mapping[str, Any]]) -> Mapping[str, Any]:
+def _profile(name: str | None, connections: Profiles) -> Mapping[str, Any]:
     if name is None or name not in connections:
         raise TaskLoadError(f"no [connections.{name}] for this task", key="connection")
     return connections[name]
 
 
-def source_adapter(source: Source, connections: Mapping[str, Mapping[str, Any]]) -> SourceAdapter:
-    profile = _profile(source.connection, connections)
-    if profile["kind"] == "imis":
-        from .imis import ImisSource
+class Connections:
+    """The iMIS clients and SQL engines of one app's tasks, one per profile, made on first
+    use and kept for the next job (a forking worker's work-horse starts without any)."""
 
-        return ImisSource(imis_client(profile), source.query, page_size=source.page_size)
-    from .sql import SqlSource
+    def __init__(self) -> None:
+        self._made: dict[ProfileKey, Any] = {}
+        self._lock = threading.Lock()
 
-    return SqlSource(sql_engine(profile), source.query, page_size=source.page_size)
+    def _get(self, kind: str, profile: Mapping[str, Any], make: Callable[[], Any]) -> Any:
+        key = (kind, tuple(sorted((k, str(v)) for k, v in profile.items())))
+        with self._lock:
+            if key not in self._made:
+                self._made[key] = make()
+            return self._made[key]
 
+    def imis_client(self, profile: Mapping[str, Any]) -> ImisClient:
+        """The client of an iMIS profile."""
+        from .imis import ImisClient
 
-def target_adapter(target: Target, connections: Mapping[str, Mapping[str, Any]]) -> TargetAdapter:
-    profile = _profile(target.connection, connections)
-    if profile["kind"] == "imis":
-        from .imis import ImisTarget
+        def make() -> ImisClient:
+            options: dict[str, Any] = {
+                "query_endpoint": profile.get("query_endpoint", "iqa"),
+                "separator": profile.get("separator", ","),
+            }
+            if "timeout" in profile:
+                options["timeout"] = float(profile["timeout"])
+            if "retries" in profile:
+                options["retries"] = int(profile["retries"])
+            return ImisClient(
+                profile["base_url"], profile["username"], profile["password"], **options
+            )
 
-        return ImisTarget(imis_client(profile), target.entity)
-    from .sql import SqlTarget
+        client: ImisClient = self._get("imis", profile, make)
+        return client
 
-    return SqlTarget(sql_engine(profile), target.entity)
+    def sql_engine(self, profile: Mapping[str, Any]) -> sa.Engine:
+        """The engine of a SQL profile."""
+        from .sql import create_engine
+
+        engine: sa.Engine = self._get("sql", profile, lambda: create_engine(profile["url"]))
+        return engine
+
+    def source(self, source: Source, profiles: Profiles) -> SourceAdapter:
+        profile = _profile(source.connection, profiles)
+        if profile["kind"] == "imis":
+            from .imis import ImisSource
+
+            return ImisSource(self.imis_client(profile), source.query, page_size=source.page_size)
+        from .sql import SqlSource
+
+        return SqlSource(self.sql_engine(profile), source.query, page_size=source.page_size)
+
+    def target(self, target: Target, profiles: Profiles) -> TargetAdapter:
+        profile = _profile(target.connection, profiles)
+        if profile["kind"] == "imis":
+            from .imis import ImisTarget
+
+            return ImisTarget(self.imis_client(profile), target.entity)
+        from .sql_target import SqlTarget
+
+        return SqlTarget(self.sql_engine(profile), target.entity)
+
+    def close(self) -> None:
+        """Close every client and engine (shutdown, tests)."""
+        with self._lock:
+            made, self._made = list(self._made.values()), {}
+        for made_one in made:
+            if hasattr(made_one, "dispose"):
+                made_one.dispose()
+            else:
+                made_one.close()
+
+    def forget_inherited(self) -> None:
+        """In a forked child: drop the parent's clients and engines without closing them
+        (their sockets are still the parent's)."""
+        self._lock = threading.Lock()  # the parent may have held it while forking
+        for made_one in self._made.values():
+            if hasattr(made_one, "dispose"):
+                made_one.dispose(close=False)
+        self._made = {}

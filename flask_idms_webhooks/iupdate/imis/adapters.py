@@ -7,9 +7,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
-from ..tasks import Prompt
-from .base import FilterValue, Page, Record, RowWriteError, SourceReadError, TargetUnavailable
-from .imis_client import ImisClient, ImisEntity, ImisError, ImisRequestError
+from ...model.tasks import Prompt
+from ..base import FilterValue, Page, Record, RowWriteError, SourceReadError, TargetUnavailable
+from .client import ImisClient
+from .errors import ImisError, ImisRequestError
+from .payloads import ImisEntity
 
 __all__ = ["ImisSource", "ImisTarget"]
 

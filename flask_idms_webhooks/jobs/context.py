@@ -1,4 +1,5 @@
-"""The job context a running task reports through, and the heartbeat of a running job."""
+"""The job context a running task reports through (``model.reporting.JobReporter``), and
+the heartbeat of a running job."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from .documents import CANCELLED_BY_REQUEST, utc_now
-from .errors import JobCancelled, StoreUnavailable
-from .store import MAX_STORED_ROW_ERRORS, Document, JobStore
-from .tasks import Task
+from ..errors import JobCancelled, StoreUnavailable
+from ..model.tasks import Task
+from .documents import CANCELLED_BY_REQUEST, JobDocument, RowError, utc_now
+from .store import MAX_STORED_ROW_ERRORS, JobStore
 
 logger = logging.getLogger("flask_idms_webhooks")
 
@@ -28,7 +29,7 @@ class JobContext:
     def __init__(
         self,
         store: JobStore,
-        document: Document,
+        document: JobDocument,
         task: Task,
         max_row_errors: int,
         fixed: Mapping[str, Any] | None = None,
@@ -36,7 +37,7 @@ class JobContext:
         self._store = store
         self._document = document
         self.task = task
-        self.job_id: str = document["ExecuteId"]
+        self._job_id = document["ExecuteId"]
         #: The values the task works with: the resolved QueryParameters, and the values of
         #: the fixed (prompt None) filters, which callers cannot set.
         self.parameters: dict[str, Any] = {
@@ -44,7 +45,7 @@ class JobContext:
             **{key: value["Value"] for key, value in document["QueryParameters"].items()},
         }
         self._max_row_errors = max_row_errors
-        self._pending_errors: list[Document] = []
+        self._pending_errors: list[RowError] = []
         self._done: int | None = None
         self._last_flush = time.monotonic()
         self._last_percent = 0
@@ -52,7 +53,11 @@ class JobContext:
         self._cancelled = False
 
     @property
-    def document(self) -> Document:
+    def job_id(self) -> str:
+        return self._job_id
+
+    @property
+    def document(self) -> JobDocument:
         return self._document
 
     def set_row_count(self, total: int | None) -> None:
@@ -87,14 +92,14 @@ class JobContext:
         doc = self._document
         doc["ErrorCount"] += 1
         doc["ProcessedCount"] += 1
-        error = {"Row": row, "Message": str(message)[:1000]}
+        error: RowError = {"Row": row, "Message": str(message)[:1000]}
         if len(doc["Errors"]) < self._max_row_errors:
             doc["Errors"].append(error)
         if doc["ErrorCount"] <= MAX_STORED_ROW_ERRORS:
             self._pending_errors.append(error)
         self._flush()
 
-    def take_row_errors(self) -> list[Document]:
+    def take_row_errors(self) -> list[RowError]:
         """The row errors not yet written to the store (they go with the next write)."""
         pending, self._pending_errors = self._pending_errors, []
         return pending

@@ -73,21 +73,6 @@ def _check_value(value: Any) -> None:
                 raise _Refused("a string holds a lone surrogate (not valid Unicode)") from None
 
 
-def plainly_shallow(data: bytes) -> bool:
-    """Whether a body cannot break ``_check_value``'s rules, seen from its bytes alone:
-    fewer brackets than ``MAX_DEPTH`` (a value inside the deepest container sits one level
-    below it), and UTF-8 with no ``\\u`` escape, so no lone surrogate (``json.loads``
-    decodes bytes with ``surrogatepass``). ASCII without NUL bytes is UTF-8 to
-    ``json.detect_encoding``: UTF-16 and UTF-32 have NULs in every ASCII character. Most
-    bodies are plainly shallow; the walk over the parsed value is skipped for them."""
-    return (
-        data.isascii()
-        and b"\x00" not in data
-        and b"\\u" not in data
-        and data.count(b"[") + data.count(b"{") < MAX_DEPTH
-    )
-
-
 def parse_json_body(request: flask.Request) -> Any:
     """The request's JSON body, ``core.missing`` when there is none; aborts on bad input."""
     limit = request.max_content_length
@@ -110,8 +95,7 @@ def parse_json_body(request: flask.Request) -> Any:
             parse_float=_finite_float,
             object_pairs_hook=_no_duplicates,
         )
-        if not plainly_shallow(data):
-            _check_value(value)
+        _check_value(value)
     except RecursionError:
         abort(400, message=f"Malformed JSON: nested deeper than {MAX_DEPTH} levels.")
     except _Refused as error:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+#: The longest ``Idempotency-Key`` header accepted.
+MAX_IDEMPOTENCY_KEY = 255
+
 
 class TriggerBodySchema(Schema):
     """Body of both webhooks and of validate. Unknown top-level keys are refused."""
@@ -13,18 +16,6 @@ class TriggerBodySchema(Schema):
         values=fields.Raw(allow_none=True),
         allow_none=True,
         metadata={"description": "Prompt values keyed by filter column name (or qualified name)."},
-    )
-
-
-def plainly_valid_trigger_body(body: object) -> bool:
-    """Whether ``TriggerBodySchema().load(body)`` would answer ``body`` unchanged, checked
-    without marshmallow: the webhooks' hot path. Any other body goes through the schema,
-    which answers it, or its errors (``tests/test_schemas.py`` holds the two together)."""
-    if type(body) is not dict or not body.keys() <= {"QueryParameters"}:
-        return False
-    parameters = body.get("QueryParameters")
-    return parameters is None or (
-        type(parameters) is dict and all(type(key) is str for key in parameters)
     )
 
 

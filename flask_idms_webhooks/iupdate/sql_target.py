@@ -1,0 +1,230 @@
+"""The SQL target, on SQLAlchemy: finds rows by the match columns and inserts, updates or
+deletes them, each source row's writes in a SAVEPOINT inside the page's transaction.
+Engines and messages come from ``sql``."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.types import NullType
+
+from .base import Record, RowWriteError, TargetUnavailable
+from .sql import SQLITE_WRITE, plain, reason, where
+
+
+class SqlTarget:
+    """Finds, inserts, updates and deletes rows of one table.
+
+    ``table`` may be schema-qualified (``"crm.contact"``); it is reflected once, on
+    first use. Column names in values and criteria match exactly, else ignoring case.
+    Records are whole rows, values as the driver returns them (as source rows), in
+    primary key order; update and delete find them again by primary key, or, in a table
+    without one, by every column (so they change each identical row).
+
+    Inside :meth:`batch` every call runs in its own SAVEPOINT of the batch's
+    transaction: a failing row raises ``RowWriteError`` and the batch goes on. Outside,
+    every call is its own transaction. One target serves one job's thread.
+    """
+
+    #: A page's writes are one transaction: undone together if the page does not complete.
+    transactional = True
+
+    def __init__(self, engine: sa.Engine, table: str) -> None:
+        self.engine = engine
+        self.table_name = table
+        self._writer = engine.execution_options(**{SQLITE_WRITE: True})
+        self._sqlite = engine.dialect.name == "sqlite"
+        self._table: sa.Table | None = None
+        self._connection: sa.Connection | None = None
+        self._in_row = False
+
+    @property
+    def table(self) -> sa.Table:
+        """The reflected table; ``TargetUnavailable`` when it does not exist."""
+        if self._table is None:
+            schema, _, name = self.table_name.rpartition(".")
+            try:
+                with warnings.catch_warnings():
+                    # A column type SQLAlchemy does not know is written as given.
+                    warnings.simplefilter("ignore", sa_exc.SAWarning)
+                    self._table = sa.Table(
+                        name, sa.MetaData(), schema=schema or None, autoload_with=self.engine
+                    )
+            except sa_exc.NoSuchTableError:
+                raise TargetUnavailable(
+                    f"the target table {self.table_name!r} does not exist in {where(self.engine)}"
+                ) from None
+            except sa_exc.SQLAlchemyError as error:
+                raise TargetUnavailable(
+                    f"cannot reach the target table {self.table_name!r} in"
+                    f" {where(self.engine)}: {reason(error)}"
+                ) from None
+        return self._table
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """One transaction around a page of writes, committed when the block ends and
+        rolled back if it raises. Within a batch, a batch is the same one."""
+        if self._connection is not None:
+            yield
+            return
+        table = self.table  # an unknown table fails here, before any transaction
+        try:
+            with self._writer.begin() as connection:
+                self._connection = connection
+                try:
+                    yield
+                finally:
+                    self._connection = None
+        except sa_exc.SQLAlchemyError as error:
+            raise TargetUnavailable(
+                f"cannot write to the target table {table.name!r} in {where(self.engine)}:"
+                f" {reason(error)}"
+            ) from None
+
+    @contextmanager
+    def row(self) -> Iterator[None]:
+        """Around every write of one source row: in a batch, one SAVEPOINT, so a row that
+        fails halfway (its second match refused) leaves nothing of itself behind."""
+        if self._connection is None:
+            with self.batch(), self.row():
+                yield
+            return
+        if self._in_row:
+            yield
+            return
+        try:
+            with self._connection.begin_nested():
+                self._in_row = True
+                try:
+                    yield
+                finally:
+                    self._in_row = False
+        except sa_exc.DBAPIError as error:  # the savepoint itself failed
+            raise TargetUnavailable(f"{where(self.engine)}: {reason(error)}") from None
+
+    def find(self, criteria: Mapping[str, Any]) -> list[Record]:
+        table = self.table
+        # Untyped result columns: the driver's values, never a type's parse of them (a
+        # SQLite column holds whatever was written, whatever its declared type).
+        columns = [sa.type_coerce(column, NullType()).label(column.key) for column in table.c]
+        statement = (
+            sa.select(*columns)
+            .where(*self._equal(self._values(criteria)))
+            .order_by(*table.primary_key.columns)
+        )
+        with self._statement(criteria.values()) as connection:
+            return [dict(row) for row in connection.execute(statement).mappings()]
+
+    def insert(self, values: Mapping[str, Any]) -> None:
+        statement = sa.insert(self.table).values(self._values(values))
+        with self._statement(values.values()) as connection:
+            connection.execute(statement)
+
+    def update(self, record: Record, values: Mapping[str, Any]) -> None:
+        columns = self._values(values)
+        if not columns:
+            return
+        statement = sa.update(self.table).where(*self._identity(record)).values(columns)
+        with self._statement([*values.values(), *record.values()]) as connection:
+            if connection.execute(statement).rowcount == 0:
+                raise RowWriteError(
+                    f"the record to update is no longer in the table {self.table_name!r}"
+                )
+
+    def delete(self, record: Record) -> None:
+        statement = sa.delete(self.table).where(*self._identity(record))
+        with self._statement(record.values()) as connection:
+            if connection.execute(statement).rowcount == 0:
+                raise RowWriteError(
+                    f"the record to delete is no longer in the table {self.table_name!r}"
+                )
+
+    @contextmanager
+    def _statement(self, values: Iterable[Any]) -> Iterator[sa.Connection]:
+        """The connection for one statement: in a batch, inside a SAVEPOINT (PostgreSQL
+        aborts the whole transaction on an error otherwise); else a batch of its own.
+        ``values`` are blanked out of error messages."""
+        if self._connection is not None and self._in_row:
+            with self._row_errors(values):  # the row's SAVEPOINT rolls it back
+                yield self._connection
+            return
+        if self._connection is not None:
+            with self._row_errors(values), self._connection.begin_nested():
+                yield self._connection
+            return
+        with self.batch(), self._row_errors(values):
+            assert self._connection is not None
+            yield self._connection
+
+    @contextmanager
+    def _row_errors(self, values: Iterable[Any]) -> Iterator[None]:
+        try:
+            yield
+        except sa_exc.DBAPIError as error:
+            if error.connection_invalidated:
+                raise TargetUnavailable(
+                    f"lost the connection to {where(self.engine)}: {reason(error)}"
+                ) from None
+            raise RowWriteError(f"table {self.table_name!r}: {reason(error, values)}") from None
+        except sa_exc.StatementError as error:  # a value its column's type refuses
+            raise RowWriteError(f"table {self.table_name!r}: {reason(error, values)}") from None
+
+    def _values(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """``values`` keyed by column key, each as its column takes it."""
+        columns = self.table.columns
+        by_lower = {column.key.lower(): column for column in columns}
+        converted: dict[str, Any] = {}
+        for key, value in values.items():
+            column = columns.get(key)
+            if column is None:
+                column = by_lower.get(key.lower())
+            if column is None:
+                known = ", ".join(column.key for column in columns)
+                raise RowWriteError(
+                    f"the table {self.table_name!r} has no column {key!r} (its columns: {known})"
+                )
+            converted[column.key] = self._for_column(column, value)
+        return converted
+
+    def _for_column(self, column: sa.Column[Any], value: Any) -> Any:
+        """``value`` as its column takes it. On SQLite a string goes in as given: SQLite
+        applies its own type affinity, where SQLAlchemy's types for SQLite refuse strings
+        in date columns and parse them as floats in columns of unknown type. Date, time,
+        Decimal and UUID values go into text columns as their strings."""
+        if isinstance(value, str):
+            return sa.type_coerce(value, sa.String()) if self._sqlite else value
+        try:
+            text_column = column.type.python_type is str
+        except NotImplementedError:  # a type SQLAlchemy does not know: as given
+            return value
+        return plain(value) if text_column else value
+
+    def _equal(self, values: Mapping[str, Any]) -> list[sa.ColumnElement[bool]]:
+        conditions: list[sa.ColumnElement[bool]] = []
+        for key, value in values.items():
+            column = self.table.c[key]
+            if value is None:
+                conditions.append(column.is_(None))
+            elif isinstance(value, sa.ColumnElement):
+                conditions.append(column == value)
+            else:
+                # Typed as the column: SQLAlchemy would type "id = '5'" as a string.
+                conditions.append(column == sa.literal(value, column.type))
+        return conditions
+
+    def _identity(self, record: Record) -> list[sa.ColumnElement[bool]]:
+        key_columns = list(self.table.primary_key.columns)
+        if not key_columns:
+            return self._equal(self._values(record))
+        absent = [column.key for column in key_columns if column.key not in record]
+        if absent:
+            raise RowWriteError(
+                f"the record carries no value for the primary key column {absent[0]!r}"
+            )
+        return self._equal(self._values({column.key: record[column.key] for column in key_columns}))

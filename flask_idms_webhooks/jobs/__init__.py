@@ -1,0 +1,10 @@
+"""Job records and their lifecycle: the store, the status document, the job context,
+trigger / run / seal / cancel / chain / reap, URLs and Redis clients. No routes, no app.
+
+``flask_idms_webhooks.jobs.run_job`` is the RQ job function's dotted path (queued jobs
+store it): it stays importable from here.
+"""
+
+from .lifecycle import ENTRY_POINT, JobManager, run_job
+
+__all__ = ["ENTRY_POINT", "JobManager", "run_job"]

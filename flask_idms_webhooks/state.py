@@ -1,0 +1,73 @@
+"""One app's state (``WebhooksState``) and its single accessor, ``state_of``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from flask import Flask
+from redis import Redis
+from rq import Queue
+
+from .config import EXTENSION_KEY, Settings
+from .errors import ConfigurationError
+from .iupdate.connections import Connections
+from .jobs.lifecycle import JobManager
+from .jobs.redis import queue_for
+from .jobs.store import JobStore
+from .jobs.urls import Urls
+from .model.parameters import QueryParameterSet
+from .model.tasks import Task
+from .security import Credentials
+
+
+@dataclass
+class WebhooksState:
+    """Everything one app's extension needs, kept in ``app.extensions["idms_webhooks"]``."""
+
+    settings: Settings
+    credentials: Credentials
+    tasks: dict[str, Task]
+    parameters: dict[str, QueryParameterSet]
+    redis: Redis
+    #: The iMIS clients and SQL engines of the app's engine tasks.
+    connections: Connections = field(default_factory=Connections)
+    store: JobStore = field(init=False)
+    queue: Queue = field(init=False)
+    urls: Urls = field(init=False)
+    jobs: JobManager = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.store = JobStore(
+            self.redis,
+            result_ttl=self.settings.result_ttl,
+            heartbeat_timeout=self.settings.heartbeat_timeout,
+        )
+        self.queue = queue_for(self.redis, self.settings.queue_name)
+        self.urls = Urls(self.settings.url_prefix, self.settings.public_url, self.credentials)
+        self.jobs = JobManager(
+            settings=self.settings,
+            store=self.store,
+            queue=self.queue,
+            urls=self.urls,
+            tasks=self.tasks,
+            parameters=self.parameters,
+        )
+
+    def in_work_horse(self, connection: Redis) -> None:
+        """In a forked work-horse: talk to Redis through ``connection`` (RQ's own, so the
+        horse opens one connection), and leave the parent's iMIS clients and SQL engines
+        to the parent."""
+        self.redis = connection
+        self.store.redis = connection
+        self.queue.connection = connection
+        self.connections.forget_inherited()
+
+
+def state_of(app: Flask) -> WebhooksState:
+    """The extension's state on ``app`` (``current_app`` in a request or a command);
+    ``ConfigurationError`` if ``IdmsWebhooks`` is not initialised on it."""
+    try:
+        state: WebhooksState = app.extensions[EXTENSION_KEY]
+    except KeyError:
+        raise ConfigurationError("IdmsWebhooks is not initialised on this app") from None
+    return state

@@ -1,0 +1,115 @@
+"""What the routes answer: JSON bodies (stored bytes where the job store has them), a
+job's 200 / 202 with ``Location`` and ``Retry-After``, errors in one shape."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from typing import Any, NoReturn, TypedDict
+
+from flask import Response
+from flask_smorest import abort
+
+from ..jobs.documents import JobDocument, RowError
+from ..jobs.store import dumps
+from ..jobs.urls import WebhookUrls
+from ..model.parameters import ParameterValue
+from ..model.tasks import Task
+from ..state import WebhooksState
+
+#: Seconds a caller is asked to wait when Redis is unavailable.
+STORE_RETRY_AFTER = 5
+
+
+class TaskDocument(TypedDict):
+    TaskId: str
+    Name: str
+    Description: str
+    Webhooks: WebhookUrls
+    QueryParameters: list[dict[str, Any]]
+    BodyTemplate: dict[str, Any]
+
+
+class ExecuteAnswer(TypedDict):
+    ExecuteId: str
+    TaskId: str
+    Status: str
+
+
+class ValidateAnswer(TypedDict):
+    TaskId: str
+    QueryParameters: dict[str, ParameterValue]
+
+
+def refuse(code: int, message: str | None = None, **extra: Any) -> NoReturn:
+    """Answer an HTTP error in flask-smorest's one error shape (``abort``)."""
+    if message is not None:
+        extra["message"] = message
+    abort(code, **extra)
+    raise AssertionError("unreachable")  # pragma: no cover (abort raises)
+
+
+def json_answer(body: bytes, status: int, headers: dict[str, str] | None = None) -> Response:
+    """A JSON answer of bytes already serialised."""
+    return Response(body, status=status, headers=headers, mimetype="application/json")
+
+
+def poll_headers(document: JobDocument) -> dict[str, str]:
+    """``Location`` and ``Retry-After`` of a queued or running job."""
+    return {"Location": document["PollingUrl"], "Retry-After": str(document["RetryAfter"])}
+
+
+def job_answer(body: bytes, finished: bool, document: JobDocument) -> Response:
+    """200 with a finished document; 202 with Location and Retry-After while it runs."""
+    if finished:
+        return json_answer(body, 200)
+    return json_answer(body, 202, poll_headers(document))
+
+
+def store_unavailable_answer() -> Response:
+    body = {
+        "code": 503,
+        "status": "Service Unavailable",
+        "message": "The job store (Redis) is unavailable; retry later.",
+    }
+    return json_answer(dumps(body), 503, {"Retry-After": str(STORE_RETRY_AFTER)})
+
+
+def bad_query_string_answer() -> Response:
+    body = {"code": 400, "status": "Bad Request", "message": "The query string is not UTF-8."}
+    return json_answer(dumps(body), 400)
+
+
+def execute_answer(document: JobDocument) -> ExecuteAnswer:
+    return {"ExecuteId": document["ExecuteId"], "TaskId": document["TaskId"], "Status": "queued"}
+
+
+def task_document(state: WebhooksState, base: str, task: Task) -> TaskDocument:
+    parameters = state.parameters[task.id]
+    return {
+        "TaskId": task.id,
+        "Name": task.name or task.id,
+        "Description": task.description,
+        "Webhooks": state.urls.webhooks(base, task),
+        "QueryParameters": parameters.describe(),
+        "BodyTemplate": parameters.body_template(),
+    }
+
+
+def spreadsheet_safe(text: str) -> str:
+    """A cell a spreadsheet shows as text: one starting like a formula gets a quote."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def row_errors_csv(job_id: str, errors: Iterable[RowError]) -> Response:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["Row", "Message"])
+    for error in errors:
+        writer.writerow([error["Row"], spreadsheet_safe(error["Message"])])
+    return Response(
+        buffer.getvalue(),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{job_id}-errors.csv"'},
+    )

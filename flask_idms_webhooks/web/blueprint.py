@@ -1,0 +1,11 @@
+"""The extension's flask-smorest Blueprint: every route of ``views`` hangs on it."""
+
+from __future__ import annotations
+
+from .bodies import HardenedBlueprint
+
+blp = HardenedBlueprint(
+    "idms_webhooks",
+    __name__,
+    description="Start iDMS tasks by webhook and follow their jobs to the end.",
+)

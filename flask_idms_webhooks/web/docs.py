@@ -1,0 +1,178 @@
+"""The OpenAPI side: documented errors and headers, security schemes, the standalone
+``Api`` and Swagger UI's assets served by the app (the docs work offline)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import Blueprint, Flask, send_from_directory
+from flask_smorest import Api
+from flask_smorest.error_handler import ErrorSchema
+
+from ..config import PREFIX, Settings
+from .blueprint import blp
+from .schemas import MAX_IDEMPOTENCY_KEY, TriggerBodySchema
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+LOCATION_HEADER = {
+    "description": "Absolute URL of the job's poll endpoint, with its read-only job token.",
+    "schema": {"type": "string", "format": "uri"},
+}
+RETRY_AFTER_HEADER = {
+    "description": "Seconds to wait before polling again (an integer).",
+    "schema": {"type": "integer"},
+}
+POLL_HEADERS = {"Location": LOCATION_HEADER, "Retry-After": RETRY_AFTER_HEADER}
+ERROR_DESCRIPTIONS = {
+    400: "Malformed JSON, or a malformed header.",
+    401: "Missing or wrong credentials.",
+    404: "No such task or job (or the job's record has expired).",
+    409: "The job has already finished.",
+    413: "The body is larger than IDMS_WEBHOOKS_MAX_BODY_SIZE.",
+    415: "A non-empty body that is not application/json.",
+    422: "Invalid QueryParameters (unknown, ambiguous, wrong type, or a Required one missing).",
+}
+
+#: OpenAPI security schemes (registered by the extension), so "Authorize" in Swagger UI works.
+SECURITY_SCHEMES = {
+    "IdmsBearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The task key (webhooks, poll, cancel) or the admin token (admin routes).",
+    },
+    "IdmsWebhookKey": {"type": "apiKey", "in": "header", "name": "X-Webhook-Key"},
+    "IdmsKeyQuery": {"type": "apiKey", "in": "query", "name": "key"},
+    "IdmsJobToken": {
+        "type": "apiKey",
+        "in": "query",
+        "name": "token",
+        "description": "The job's read-only token, part of its Location / PollingUrl.",
+    },
+}
+TASK_KEY: list[dict[str, list[str]]] = [
+    {"IdmsBearer": []},
+    {"IdmsWebhookKey": []},
+    {"IdmsKeyQuery": []},
+]
+ADMIN_ONLY = blp.doc(security=[{"IdmsBearer": []}])
+TASK_KEY_ONLY = blp.doc(security=TASK_KEY)
+JOB_READER = blp.doc(security=[{"IdmsJobToken": []}, *TASK_KEY])
+IDEMPOTENCY_KEY_DOC = blp.doc(
+    parameters=[
+        {
+            "in": "header",
+            "name": "Idempotency-Key",
+            "schema": {"type": "string", "maxLength": MAX_IDEMPOTENCY_KEY},
+            "description": "A repeat with the same key and body returns the first answer.",
+        }
+    ]
+)
+
+
+def documented_errors(*codes: int, store: bool = True) -> Callable[[F], F]:
+    """Document error answers in flask-smorest's error shape; with ``store`` (the route
+    reads or writes Redis) also 503 with Retry-After."""
+
+    def decorate(view: F) -> F:
+        for code in codes:
+            view = blp.alt_response(code, schema=ErrorSchema, description=ERROR_DESCRIPTIONS[code])(
+                view
+            )
+        if not store:
+            return view
+        documented_view: F = blp.alt_response(
+            503,
+            schema=ErrorSchema,
+            description="Redis (the job store) is unreachable or stalled; retry later.",
+            headers={"Retry-After": RETRY_AFTER_HEADER},
+        )(view)
+        return documented_view
+
+    return decorate
+
+
+def documented(*decorators: Callable[[Any], Any]) -> Callable[[F], F]:
+    """flask-smorest's documentation decorators, without their wrappers at run time.
+
+    ``blp.arguments`` and ``blp.response`` wrap a view in layers that parse, dump and
+    re-check it on every request; on a hot route (the webhooks and the poll answer
+    stored bytes) they cost more than the route's own work. The documentation they build
+    (``_apidoc``, which flask-smorest reads when it registers the route) is kept on the
+    bare view; ``tests/test_openapi.py`` breaks if flask-smorest stops working that way.
+    """
+
+    def decorate(view: F) -> F:
+        twin: Any = view
+        for decorator in reversed(decorators):
+            twin = decorator(twin)
+        view._apidoc = twin._apidoc  # type: ignore[attr-defined]
+        return view
+
+    return decorate
+
+
+def webhook_docs(response: Callable[[Any], Any]) -> Callable[[F], F]:
+    """The documentation both webhooks share, around each one's success ``response``."""
+    return documented(
+        TASK_KEY_ONLY,
+        blp.arguments(TriggerBodySchema, required=False),
+        response,
+        IDEMPOTENCY_KEY_DOC,
+        documented_errors(400, 401, 404, 413, 415, 422),
+    )
+
+
+class StandaloneApi(Api):  # type: ignore[misc]
+    """flask-smorest's ``Api``, keeping the headers an HTTP error carries (``Allow`` of a
+    405, ``Retry-After`` of a 503), which its error handler otherwise drops, and giving
+    every error body a ``message``."""
+
+    def handle_http_exception(self, error: Any) -> Any:
+        payload, code, headers = super().handle_http_exception(error)
+        if "message" not in payload:
+            payload["message"] = (
+                "Invalid request: see errors." if "errors" in payload else error.description
+            )
+        headers = dict(headers or {})
+        for name, value in error.get_headers():
+            if name.lower() != "content-type":
+                headers.setdefault(name, value)
+        return payload, code, headers
+
+
+def standalone_api(app: Flask, settings: Settings) -> Api:
+    """An ``Api`` of the extension's own (the host gave none): ``{prefix}/openapi.json``
+    and Swagger UI at ``{prefix}{DOCS_PATH}``."""
+    defaults = {
+        "API_TITLE": "iDMS webhooks",
+        "API_VERSION": "1",
+        "OPENAPI_VERSION": "3.0.3",
+        "OPENAPI_URL_PREFIX": settings.url_prefix or "/",
+        "OPENAPI_JSON_PATH": "openapi.json",
+        "OPENAPI_SWAGGER_UI_PATH": settings.docs_path,
+        "OPENAPI_SWAGGER_UI_URL": f"{settings.url_prefix}/swagger-ui/",
+    }
+    for name, value in defaults.items():
+        app.config.setdefault(PREFIX + name, value)
+    return StandaloneApi(app, config_prefix=PREFIX)
+
+
+def register_security_schemes(api: Api) -> None:
+    for name, scheme in SECURITY_SCHEMES.items():
+        if name not in api.spec.components.security_schemes:
+            api.spec.components.security_scheme(name, scheme)
+
+
+def assets_blueprint() -> Blueprint:
+    """Swagger UI's JavaScript and CSS, served by the app so the docs work offline."""
+    from swagger_ui_bundle import swagger_ui_path
+
+    assets = Blueprint("idms_webhooks_swagger_ui", __name__)
+
+    @assets.route("/swagger-ui/<path:filename>")
+    def swagger_ui_asset(filename: str) -> Any:
+        return send_from_directory(swagger_ui_path, filename, max_age=86400)
+
+    return assets

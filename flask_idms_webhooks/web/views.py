@@ -1,0 +1,206 @@
+"""The routes of HTTP-CONTRACT.md, on the extension's Blueprint. No business rules: the
+views check credentials, read the request and answer what the jobs say.
+
+The webhooks and the poll are the hot paths: they are documented with flask-smorest's
+decorators (``docs.documented``) but parse and answer by themselves, with the same
+schemas and error shapes, and answer the job store's bytes as they are.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, current_app, request
+
+from ..errors import StoreUnavailable
+from ..jobs.store import loads
+from ..state import state_of
+from .answers import (
+    TaskDocument,
+    ValidateAnswer,
+    bad_query_string_answer,
+    job_answer,
+    json_answer,
+    refuse,
+    row_errors_csv,
+    store_unavailable_answer,
+    task_document,
+)
+from .auth import (
+    admin_of_task,
+    find_job,
+    guarded,
+    is_admin,
+    key_of_task,
+    known_task,
+    presented_task_key,
+    read_job,
+    require_job_task_key,
+    unauthorized,
+)
+from .blueprint import blp
+from .docs import (
+    ADMIN_ONLY,
+    JOB_READER,
+    POLL_HEADERS,
+    TASK_KEY_ONLY,
+    documented,
+    documented_errors,
+    webhook_docs,
+)
+from .schemas import (
+    ExecuteSchema,
+    JobListArgsSchema,
+    JobListSchema,
+    JobSchema,
+    TaskSchema,
+    TriggerBodySchema,
+    ValidateSchema,
+)
+from .triggers import resolve_parameters, trigger
+
+__all__ = ["blp"]
+
+
+@blp.errorhandler(StoreUnavailable)
+def store_unavailable(error: StoreUnavailable) -> Response:
+    current_app.logger.warning("idms-webhooks: Redis unavailable: %s", error)
+    return store_unavailable_answer()
+
+
+@blp.errorhandler(UnicodeDecodeError)
+def undecodable_query(error: UnicodeDecodeError) -> Response:
+    """A raw byte that is not UTF-8 in the query string (a server passes it through as
+    is) makes Werkzeug's ``request.args`` raise: that is the caller's error, a 400."""
+    try:
+        request.query_string.decode()
+    except UnicodeDecodeError:
+        return bad_query_string_answer()
+    raise error
+
+
+@blp.route("/tasks")
+@guarded(admin_of_task)
+@ADMIN_ONLY
+@blp.response(200, TaskSchema(many=True))
+@documented_errors(401, store=False)
+def list_tasks() -> list[TaskDocument]:
+    """List the tasks (admin)."""
+    state = state_of(current_app)
+    base = state.urls.base(request.url_root)
+    return [task_document(state, base, task) for task in state.tasks.values()]
+
+
+@blp.route("/tasks/<task_id>")
+@guarded(admin_of_task)
+@ADMIN_ONLY
+@blp.response(200, TaskSchema)
+@documented_errors(401, 404, store=False)
+def get_task(task_id: str) -> TaskDocument:
+    """A task's webhook URLs (with its key), parameters and body template (admin)."""
+    state = state_of(current_app)
+    return task_document(state, state.urls.base(request.url_root), known_task(state, task_id))
+
+
+@blp.route("/tasks/<task_id>/execute", methods=["POST"])
+@webhook_docs(blp.response(200, ExecuteSchema))
+def execute(task_id: str) -> Response:
+    """Standard webhook: start a job, fire-and-forget (200 once it is queued)."""
+    return trigger(task_id, "standard")
+
+
+@blp.route("/tasks/<task_id>/jobs", methods=["GET"])
+@guarded(admin_of_task)
+@ADMIN_ONLY
+@blp.arguments(JobListArgsSchema, location="query")
+@blp.response(200, JobListSchema)
+@documented_errors(401, 404, 422)
+def list_jobs(args: dict[str, int], task_id: str) -> dict[str, Any]:
+    """Recent jobs of a task, newest first, paginated (admin)."""
+    state = state_of(current_app)
+    task = known_task(state, task_id)
+    page, page_size = args["page"], args["page_size"]
+    total, documents = state.store.history(task.id, (page - 1) * page_size, page_size)
+    return {
+        "TaskId": task.id,
+        "Page": page,
+        "PageSize": page_size,
+        "Total": total,
+        "Jobs": [loads(document) for document in documents],
+    }
+
+
+@blp.route("/tasks/<task_id>/jobs", methods=["POST"])
+@webhook_docs(blp.response(202, JobSchema, headers=POLL_HEADERS))
+def polling_webhook(task_id: str) -> Response:
+    """Asynchronous polling webhook: 202 with an absolute Location to poll."""
+    return trigger(task_id, "polling")
+
+
+@blp.route("/tasks/<task_id>/validate", methods=["POST"])
+@guarded(key_of_task)
+@TASK_KEY_ONLY
+@blp.arguments(TriggerBodySchema, required=False)
+@blp.response(200, ValidateSchema)
+@documented_errors(400, 401, 404, 413, 415, 422, store=False)
+def validate(body: dict[str, Any], task_id: str) -> ValidateAnswer:
+    """Resolve QueryParameters as a job would receive them; nothing is started."""
+    state = state_of(current_app)
+    task = known_task(state, task_id)
+    parameters = resolve_parameters(state, task, body)
+    return {
+        "TaskId": task.id,
+        "QueryParameters": {key: value.as_document() for key, value in parameters.items()},
+    }
+
+
+@blp.route("/jobs/<job_id>", methods=["GET"])
+@documented(
+    JOB_READER,
+    blp.response(200, JobSchema, description="The job has finished (whatever its outcome)."),
+    blp.alt_response(
+        202,
+        schema=JobSchema,
+        description="The job is queued or running: poll Location again after Retry-After.",
+        headers=POLL_HEADERS,
+        success=True,
+    ),
+    documented_errors(401, 404),
+)
+def poll_job(job_id: str) -> Response:
+    """Poll a job: 202 while queued or running, then 200 with the final document."""
+    return job_answer(*read_job(state_of(current_app), job_id))
+
+
+@blp.route("/jobs/<job_id>", methods=["DELETE"])
+@TASK_KEY_ONLY
+@blp.response(202, JobSchema, description="Cancellation requested (a queued job is cancelled).")
+@documented_errors(401, 404, 409)
+def cancel_job(job_id: str) -> Response:
+    """Cancel a queued or running job (task key or admin token)."""
+    state = state_of(current_app)
+    admin = is_admin(state)
+    if not admin and presented_task_key() is None:
+        unauthorized("The task's key or an admin token is required.")
+    _, finished, document = find_job(state, job_id)
+    if not admin:
+        require_job_task_key(state, document)
+    if finished:
+        refuse(409, "The job has already finished.", errors={"Job": document})
+    return json_answer(state.jobs.cancel(job_id, document), 202)
+
+
+@blp.route("/jobs/<job_id>/errors.csv")
+@JOB_READER
+@blp.response(
+    200,
+    {"type": "string"},
+    content_type="text/csv",
+    description="Every row error of the job (up to 10,000): columns Row, Message.",
+)
+@documented_errors(401, 404)
+def job_errors(job_id: str) -> Response:
+    """Download a job's row errors as CSV (job token or task key)."""
+    state = state_of(current_app)
+    read_job(state, job_id)
+    return row_errors_csv(job_id, state.store.row_errors(job_id))

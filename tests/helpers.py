@@ -1,0 +1,144 @@
+"""What the tests share besides fixtures: paths, the admin header, a poll path from a
+Location, a real forking worker process, waiting for a condition, PostgreSQL for the SQL
+cases, and a job left as a dead worker leaves it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import sqlalchemy as sa
+from flask.testing import FlaskClient
+
+from flask_idms_webhooks.state import WebhooksState
+
+ROOT = Path(__file__).resolve().parent.parent
+ADMIN = {"Authorization": "Bearer admin-token"}
+
+
+def poll_path(location: str) -> str:
+    """The path and query of an absolute Location, for the test client."""
+    parts = urlsplit(location)
+    return f"{parts.path}?{parts.query}" if parts.query else parts.path
+
+
+class WorkerProcess:
+    """A real forking worker: ``flask --app tests.sample_app idms-webhooks worker``."""
+
+    def __init__(self, env: dict[str, str], log: Path, app: str) -> None:
+        self.log = log
+        self._log_file = log.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "flask", "--app", app,
+             "idms-webhooks", "worker", "--logging-level", "INFO"],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self._log_file.close()
+
+    def kill(self) -> None:
+        """SIGKILL the worker alone (its work-horse, in a group of its own, lives on)."""
+        self.process.kill()
+        self.process.wait()
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
+    """Wait until ``condition()`` is truthy; answers its value (fails the test on timeout)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+#: PostgreSQL for the SQL cases: IDMS_TEST_POSTGRES_URL, else this machine's trust-auth server.
+POSTGRES_URL = os.environ.get(
+    "IDMS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def require_postgres() -> str:
+    """The PostgreSQL URL; fails (never skips) when the server cannot be reached."""
+    engine = sa.create_engine(POSTGRES_URL)
+    problem = None
+    try:
+        with engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+    except sa.exc.DBAPIError as error:
+        problem = str(error.orig).splitlines()[0]
+    finally:
+        engine.dispose()
+    if problem:
+        where = engine.url.render_as_string(hide_password=True)
+        pytest.fail(
+            f"PostgreSQL at {where} is unreachable ({problem}); the SQL tests need one:"
+            " start it or set IDMS_TEST_POSTGRES_URL",
+            pytrace=False,
+        )
+    return POSTGRES_URL
+
+
+@contextmanager
+def postgres_schema(prefix: str, close: Callable[[], None]) -> Iterator[str]:
+    """A URL on a fresh PostgreSQL schema of this test's own, dropped afterwards (after
+    ``close`` has given every connection back: an open one would block the drop)."""
+    base = require_postgres()
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base)
+    try:
+        with admin.begin() as connection:
+            connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+        try:
+            yield (
+                sa.make_url(base)
+                .update_query_dict({"options": f"-csearch_path={schema}"})
+                .render_as_string(hide_password=False)
+            )
+        finally:
+            close()
+            with admin.begin() as connection:
+                connection.execute(sa.text("SET LOCAL lock_timeout = '10s'"))  # fail, not hang
+                connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    finally:
+        admin.dispose()
+
+
+def abandon_job(
+    client: FlaskClient, state: WebhooksState, task_id: str, parameters: dict[str, Any]
+) -> Any:
+    """Start a job and leave it as a dead worker would: in progress, heartbeat gone.
+    Answers the polling webhook's answer."""
+    key = state.credentials.task_key(state.tasks[task_id])
+    answer = client.post(
+        f"/idms/tasks/{task_id}/jobs?key={key}", json={"QueryParameters": parameters}
+    )
+    document = answer.get_json()
+    document["Status"] = "in progress"
+    state.store.start(document)
+    state.redis.delete(state.store.heartbeat_key(document["ExecuteId"]))
+    return answer
