@@ -94,7 +94,7 @@ def main() -> int:
 
     app = create_app()
     state = state_of(app)
-    base = state.urls.base(f"http://127.0.0.1:{port}")
+    base = state.urls.base(f"http://127.0.0.1:{port}")  # already a URI
     prefix = base + state.settings.url_prefix
     print(f"\nRedis:        {'private, ' if redis_server else ''}{state.settings.redis_url}")
     print(f"Docs:         {prefix}/docs   (OpenAPI: {prefix}/openapi.json)")

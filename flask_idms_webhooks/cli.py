@@ -7,6 +7,7 @@ import json
 import click
 from flask import current_app
 from flask.cli import with_appcontext
+from werkzeug.urls import iri_to_uri
 
 from .errors import IdmsWebhooksError, ParameterError
 from .iupdate.prompts import filters_toml
@@ -93,7 +94,9 @@ def trigger_command(task_id: str, params: tuple[str, ...], base_url: str | None)
         resolved = state.parameters[task_id].resolve(supplied)
     except ParameterError as error:
         raise click.UsageError(f"invalid QueryParameters: {json.dumps(error.errors)}") from None
-    document = state.jobs.trigger(task, resolved, state.urls.base(base_url or local_base_url()))
+    document = state.jobs.trigger(
+        task, resolved, state.urls.base(iri_to_uri(base_url or local_base_url()))
+    )
     click.echo(document["PollingUrl"])
 
 
@@ -106,7 +109,7 @@ def tasks_group(context: click.Context, base_url: str | None) -> None:
     if context.invoked_subcommand is not None:
         return
     state = state_of(current_app)
-    base = state.urls.base(base_url or local_base_url())
+    base = state.urls.base(iri_to_uri(base_url or local_base_url()))
     for task in state.tasks.values():
         webhooks = state.urls.webhooks(base, task)
         click.echo(f"{task.id}: {task.name}")

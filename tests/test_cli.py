@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 
+from flask import Flask
+
+from flask_idms_webhooks import IdmsWebhooks
 from tests.helpers import abandon_job, poll_path
 
 
-def test_trigger_starts_a_job_and_prints_its_polling_url(app, client, run_burst):
+def test_trigger_starts_a_job_and_prints_its_polling_url(app, client, run_burst, monkeypatch):
+    monkeypatch.delenv("PORT", raising=False)
     result = app.test_cli_runner().invoke(
         args=["idms-webhooks", "trigger", "count", "-p", "Count=4", "-p", "Delay=0"]
     )
@@ -100,3 +104,47 @@ def test_import_filters_needs_an_imis_source(app):
         args=["idms-webhooks", "tasks", "import-filters", "count"]
     )
     assert result.exit_code == 2 and "no iMIS source" in result.output
+
+
+def keyed_app(redis_url: str, queue_name: str, **config: object) -> Flask:
+    """An app with one task whose key needs quoting in a URL."""
+    app = Flask(__name__)
+    app.config.update(
+        IDMS_WEBHOOKS_REDIS_URL=redis_url,
+        IDMS_WEBHOOKS_QUEUE_NAME=queue_name,
+        IDMS_WEBHOOKS_SECRET_KEY="s3cret",
+        IDMS_WEBHOOKS_ADMIN_TOKEN="admin-token",
+        **config,
+    )
+    webhooks = IdmsWebhooks()
+    webhooks.task("keyed", key="a+b/c=d&e")(lambda parameters, context: None)
+    webhooks.init_app(app)
+    return app
+
+
+def test_the_urls_printed_are_the_ones_the_admin_routes_give(redis_url, queue_name, monkeypatch):
+    """The command line builds its URLs where the routes do: a task key that needs
+    quoting is quoted, and the base is the public URL, else 127.0.0.1 on $PORT."""
+    monkeypatch.setenv("PORT", "8123")
+    app = keyed_app(redis_url, queue_name)
+    listing = app.test_cli_runner().invoke(args=["idms-webhooks", "tasks"]).output
+    answer = app.test_client().get(
+        "/idms/tasks/keyed",
+        headers={"Authorization": "Bearer admin-token", "Host": "127.0.0.1:8123"},
+    )
+    webhooks = answer.get_json()["Webhooks"]
+    assert (
+        webhooks["Polling"] == "http://127.0.0.1:8123/idms/tasks/keyed/jobs?key=a%2Bb%2Fc%3Dd%26e"
+    )
+    assert f"  polling:  {webhooks['Polling']}\n" in listing
+    assert f"  standard: {webhooks['Standard']}\n" in listing
+    assert "a+b/c=d&e" not in listing
+    polled = app.test_client().post(webhooks["Polling"].replace("http://127.0.0.1:8123", ""))
+    assert polled.status_code == 202  # the printed URL works as it is
+    triggered = app.test_cli_runner().invoke(args=["idms-webhooks", "trigger", "keyed"])
+    assert triggered.output.startswith("http://127.0.0.1:8123/idms/jobs/"), triggered.output
+    public = keyed_app(redis_url, queue_name, IDMS_WEBHOOKS_PUBLIC_URL="https://hooks.example/x")
+    args = ["idms-webhooks", "tasks", "--base-url", "http://elsewhere"]
+    listing = public.test_cli_runner().invoke(args=args).output
+    assert "  polling:  https://hooks.example/x/idms/tasks/keyed/jobs?key=" in listing
+    assert "elsewhere" not in listing

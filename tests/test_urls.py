@@ -9,14 +9,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from flask import Flask
+from flask import Flask, request
 from flask.testing import FlaskClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from werkzeug.exceptions import SecurityError
+from werkzeug.test import EnvironBuilder
 from werkzeug.urls import iri_to_uri
 
 from flask_idms_webhooks.security import Credentials, _mac
 from flask_idms_webhooks.state import state_of
+from flask_idms_webhooks.web.answers import request_root
 from tests.helpers import poll_path
 
 PROPERTY = settings(max_examples=300, deadline=None)
@@ -191,3 +194,82 @@ def test_a_202_carries_one_location_and_one_retry_after(
     )
     assert standard.status_code == 200
     assert standard.headers.getlist("Location") == []
+
+
+# -- the request's root, converted once per origin (web.answers.request_root) -----------
+
+HOSTS = st.sampled_from(
+    [
+        None,
+        "one.example",
+        "One.Example",
+        "one.example:8080",
+        "one.example:80",
+        "two.example",
+        "xn--bcher-kva.example",
+        "bücher.example",
+        "bÃ¼cher.example",
+        "127.0.0.1:5000",
+        "[::1]:5000",
+        "bad host",
+        "",
+    ]
+)
+ORIGINS = st.tuples(
+    st.sampled_from(["http", "https"]),
+    HOSTS,
+    st.sampled_from(["localhost", "server.example", "xn--bcher-kva.example"]),
+    st.sampled_from(["80", "443", "8080"]),
+    st.sampled_from(["", "/app", "/app/", "/Ã¤"]),
+)
+
+
+def roots_of(app: Flask, origin: tuple[str, str | None, str, str, str]) -> tuple[str, str]:
+    """(request_root(), the root Werkzeug builds, as a URI) of one request; "refused"
+    when refused."""
+    scheme, host, server_name, port, script_name = origin
+    environ = EnvironBuilder(path="/idms/tasks").get_environ()
+    environ.update(
+        {
+            "wsgi.url_scheme": scheme,
+            "SERVER_NAME": server_name,
+            "SERVER_PORT": port,
+            "SCRIPT_NAME": script_name,
+        }
+    )
+    environ.pop("HTTP_HOST", None)
+    if host is not None:
+        environ["HTTP_HOST"] = host
+
+    def cached() -> str:
+        return request_root()
+
+    def built() -> str:
+        return iri_to_uri(request.url_root)
+
+    answers = []
+    with app.request_context(environ):
+        for root in (cached, built):
+            try:
+                answers.append(root())
+            except SecurityError:
+                answers.append("refused")
+    return answers[0], answers[1]
+
+
+@pytest.mark.parametrize("trusted", [None, ["one.example", ".example"]])
+def test_the_remembered_request_root_is_the_one_werkzeug_builds(
+    make_app: Callable[..., Flask], trusted: list[str] | None
+) -> None:
+    """Whatever requests came before, a URL handed out is on the request's own root,
+    the one Werkzeug builds (``request_root`` converts it once per origin)."""
+    app = make_app(TRUSTED_HOSTS=trusted)
+
+    @PROPERTY
+    @given(origins=st.lists(ORIGINS, min_size=1, max_size=8))
+    def check(origins: list[tuple[str, str | None, str, str, str]]) -> None:
+        for origin in origins:
+            cached, built = roots_of(app, origin)
+            assert cached == built, origin
+
+    check()

@@ -36,9 +36,9 @@ class Urls:
         self._credentials = credentials
 
     def base(self, root: str) -> str:
-        """The base of the URLs we hand out: the public URL, else ``root`` (a request's
-        root URL, or a base URL given on the command line)."""
-        return self.public_url or iri_to_uri(root).rstrip("/")
+        """The base of the URLs we hand out: the public URL, else ``root`` (a URI: a
+        request's root URL, or a base URL given on the command line)."""
+        return self.public_url or root.rstrip("/")
 
     def webhooks(self, base: str, task: Task) -> WebhookUrls:
         key = quote(self._credentials.task_key(task), safe="")

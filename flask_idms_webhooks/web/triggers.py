@@ -17,7 +17,7 @@ from ..jobs.store import IdempotencyClaim, dumps
 from ..model.parameters import ResolvedParameter
 from ..model.tasks import Task
 from ..state import WebhooksState, state_of
-from .answers import execute_answer, json_answer, poll_headers, refuse
+from .answers import PollAnswer, execute_answer, json_answer, poll_headers, refuse, request_root
 from .auth import known_task, require_task_key
 from .bodies import parse_json_body
 from .schemas import MAX_IDEMPOTENCY_KEY, TriggerBodySchema
@@ -73,7 +73,7 @@ def start_job(state: WebhooksState, task: Task, body: dict[str, Any], route: str
     """Start a job (or replay the first answer of an ``Idempotency-Key``)."""
     parameters = resolve_parameters(state, task, body)
     scope = idempotency_scope(task, route, body)
-    document = state.jobs.prepare(task, parameters, state.urls.base(request.url_root))
+    document = state.jobs.prepare(task, parameters, state.urls.base(request_root()))
     record = dumps(document)
     if route == "polling":
         status, answer, headers = 202, record, poll_headers(document)
@@ -95,7 +95,9 @@ def start_job(state: WebhooksState, task: Task, body: dict[str, Any], route: str
         if claimed is not None:
             return replay(claimed, body_hash)
     state.jobs.submit(task, document, claim_key=claim_key, body=record)
-    return json_answer(answer, status, headers)
+    if route == "polling":
+        return PollAnswer(answer, document)
+    return json_answer(answer, status)
 
 
 def trigger(task_id: str, route: str) -> Response:

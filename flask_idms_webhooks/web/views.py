@@ -22,6 +22,7 @@ from .answers import (
     job_answer,
     json_answer,
     refuse,
+    request_root,
     row_errors_csv,
     store_unavailable_answer,
     task_document,
@@ -87,7 +88,7 @@ def undecodable_query(error: UnicodeDecodeError) -> Response:
 def list_tasks() -> list[TaskDocument]:
     """List the tasks (admin)."""
     state = state_of(current_app)
-    base = state.urls.base(request.url_root)
+    base = state.urls.base(request_root())
     return [task_document(state, base, task) for task in state.tasks.values()]
 
 
@@ -99,7 +100,7 @@ def list_tasks() -> list[TaskDocument]:
 def get_task(task_id: str) -> TaskDocument:
     """A task's webhook URLs (with its key), parameters and body template (admin)."""
     state = state_of(current_app)
-    return task_document(state, state.urls.base(request.url_root), known_task(state, task_id))
+    return task_document(state, state.urls.base(request_root()), known_task(state, task_id))
 
 
 @blp.route("/tasks/<task_id>/execute", methods=["POST"])
