@@ -745,9 +745,8 @@ def test_a_source_failing_for_good_fails_the_job(double, runner_for):
     assert emails(double) == OLD
 
 
-def test_an_iqa_into_a_sql_table(double, db, runner_for):
-    seed_double(double)
-    create_tables(db, staging=[], contacts=[("101", "ann@old.org", "I")])
+def iqa_into_contacts() -> dict[str, Any]:
+    """An IQA upserted into the SQL table ``contact`` by ``ext_id``, status set to "A"."""
     task = imis_task(
         "InsertOrUpdate",
         connection="db",
@@ -755,6 +754,13 @@ def test_an_iqa_into_a_sql_table(double, db, runner_for):
         mapping={"ext_id": "ID", "email": "Email", "status": {"value": "A"}},
     )
     task["target"]["entity"] = "contact"
+    return task
+
+
+def test_an_iqa_into_a_sql_table(double, db, runner_for):
+    seed_double(double)
+    create_tables(db, staging=[], contacts=[("101", "ann@old.org", "I")])
+    task = iqa_into_contacts()
     runner = runner_for({"imis": imis_connection(double), **sql_connection(db)}, task)
     document = runner.run("sync", PARAMETERS)
     assert document["Status"] == "succeeded", document["Error"]
@@ -801,13 +807,7 @@ def test_two_apps_of_one_task_file_share_no_connection_and_each_closes_its_own(
 
     seed_double(double)
     create_tables(sqlite_db, staging=[], contacts=[])
-    task = imis_task(
-        "InsertOrUpdate",
-        connection="db",
-        match={"ext_id": "ID"},
-        mapping={"ext_id": "ID", "email": "Email", "status": {"value": "A"}},
-    )
-    task["target"]["entity"] = "contact"
+    task = iqa_into_contacts()
     profiles = {"imis": imis_connection(double), **sql_connection(sqlite_db)}
     path = task_file(tmp_path / "tasks.toml", profiles, [task])
     first = Runner(engine_app(path, redis_url, queue_name))
