@@ -12,6 +12,7 @@ from rq import SimpleWorker, Worker
 from rq.serializers import JSONSerializer
 
 from .jobs.documents import HORSE_DIED
+from .jobs.lifecycle import SEAL_ATTEMPTS
 from .jobs.redis import queue_for, worker_redis
 from .state import WebhooksState, state_of
 
@@ -63,7 +64,7 @@ class IdmsWorker(_AppWorkerMixin, Worker):
         if self._horse_status == os.EX_OK:
             return
         with self.app.app_context():
-            state_of(self.app).jobs.seal_abandoned(job.id, HORSE_DIED)
+            state_of(self.app).jobs.seal_abandoned(job.id, HORSE_DIED, attempts=SEAL_ATTEMPTS)
 
 
 class IdmsSimpleWorker(_AppWorkerMixin, SimpleWorker):

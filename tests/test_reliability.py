@@ -273,3 +273,42 @@ def test_a_poll_that_cannot_seal_a_dead_job_is_a_503_at_once_then_seals(client, 
     assert answer.status_code == 200
     assert answer.get_json()["Status"] == "failed"
     assert answer.get_json()["Error"]["Type"] == "WorkerDied"
+
+
+def test_a_killed_work_horse_is_sealed_failed_through_a_redis_hiccup(
+    client, key, state, monkeypatch
+):
+    """The forking worker sees its work-horse die (SIGKILL mid-job) while Redis refuses
+    the first write of the seal: it tries again, and the job ends failed, "worker died",
+    not left in progress until the reaper."""
+    import dataclasses
+
+    from flask_idms_webhooks.jobs import lifecycle
+
+    def killed_mid_job(parameters, context):
+        context.set_row_count(10)
+        context.count(updated=3)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    state.tasks["count"] = dataclasses.replace(state.tasks["count"], handler=killed_mid_job)
+    real_seal = state.store.seal
+    refusals = []
+
+    def once_refused(*args, **kwargs):
+        if not refusals:
+            refusals.append(1)
+            raise lifecycle.StoreUnavailable("simulated: Redis stalled")
+        return real_seal(*args, **kwargs)
+
+    monkeypatch.setattr(state.store, "seal", once_refused)  # the worker's, in this process
+    monkeypatch.setattr(lifecycle.time, "sleep", lambda seconds: None)
+    answer = client.post(
+        f"/idms/tasks/count/jobs?key={key('count')}", json={"QueryParameters": {"Count": 10}}
+    )
+    make_worker(client.application).work(burst=True, logging_level="WARNING")
+    assert refusals == [1]
+    final = client.get(poll_path(answer.headers["Location"]))
+    assert final.status_code == 200
+    body = final.get_json()
+    assert body["Status"] == "failed" and body["Error"]["Type"] == "WorkerDied"
+    assert body["UpdatedCount"] == 3

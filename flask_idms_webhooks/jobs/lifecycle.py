@@ -267,14 +267,14 @@ class JobManager:
                 attempts=SEAL_ATTEMPTS,
             )
 
-    def seal_failed(self, document: JobDocument, cause: Cause) -> bytes:
+    def seal_failed(self, document: JobDocument, cause: Cause, *, attempts: int = 1) -> bytes:
         """Seal a job that ended without its worker sealing it as failed, starting its
         on_failure chain first, as for any failed job."""
         task = self.tasks.get(document["TaskId"])
         if task is not None:
             document = document.copy()
             document["Chain"] = self._start_chain(task, FAILED, document)
-        return self.seal(document, FAILED, cause)
+        return self.seal(document, FAILED, cause, attempts=attempts)
 
     def _perform(self, task: Task, context: JobContext) -> tuple[str, Cause | None]:
         """Run the task; answers its outcome (status, error)."""
@@ -324,17 +324,19 @@ class JobManager:
             return {**entry, "Error": "Not started: the job store (Redis) was unavailable."}
         return {**entry, "ExecuteId": document["ExecuteId"], "PollingUrl": document["PollingUrl"]}
 
-    def seal_abandoned(self, job_id: str, cause: Cause) -> None:
-        """Seal a job whose process ended without sealing it (cancelled if that was asked)."""
+    def seal_abandoned(self, job_id: str, cause: Cause, *, attempts: int = 1) -> None:
+        """Seal a job whose process ended without sealing it (cancelled if that was asked).
+        The worker that saw its work-horse die gives ``SEAL_ATTEMPTS``; the reaper tries
+        once a pass."""
         live = self.store.live(job_id)
         if live is None:
             self.store.forget_running(job_id)
             return
         document = loads(live)
         if self.store.cancel_requested(job_id):
-            self.seal(document, CANCELLED, CANCELLED_BY_REQUEST)
+            self.seal(document, CANCELLED, CANCELLED_BY_REQUEST, attempts=attempts)
         elif document["Status"] == IN_PROGRESS:
-            self.seal_failed(document, cause)
+            self.seal_failed(document, cause, attempts=attempts)
 
     def reap(self) -> int:
         """Seal every running job whose heartbeat stopped; answers how many."""
