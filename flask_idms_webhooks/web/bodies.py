@@ -3,10 +3,12 @@
 webargs only catches JSON *decode* errors and treats a non-JSON body as missing; this
 parser refuses a non-JSON content type (415), NaN/Infinity, duplicate keys, absurd
 nesting and huge numbers (400). The size limit (413) is set per request by the view layer.
+A body the server cannot read (gunicorn's malformed chunked framing) is a 400 too.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from typing import Any
@@ -19,6 +21,8 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 MAX_DEPTH = 32
 MAX_NUMBER_DIGITS = 40
+#: How much of the server's own error text a 400 repeats (it quotes the client's bytes).
+MAX_SERVER_ERROR_CHARS = 100
 
 
 class _Refused(ValueError):
@@ -73,6 +77,23 @@ def _check_value(value: Any) -> None:
                 raise _Refused("a string holds a lone surrogate (not valid Unicode)") from None
 
 
+@functools.cache
+def unreadable_body_errors() -> tuple[type[Exception], ...]:
+    """What the WSGI server raises out of ``wsgi.input`` for a body it cannot read.
+
+    gunicorn parses chunked framing while the app reads: a bad chunk size, extension or
+    terminator, a bad trailer, a body cut short (``NoMoreData``) raise inside
+    ``get_data``, and Flask would answer 500. Every ``ParseException`` is the client's
+    fault there (the request line and headers were parsed before the app ran). gunicorn
+    is optional (the ``server`` extra), so it is imported only when a read fails.
+    """
+    try:
+        from gunicorn.http import errors
+    except ImportError:
+        return ()
+    return (errors.ParseException, errors.NoMoreData)
+
+
 def parse_json_body(request: flask.Request) -> Any:
     """The request's JSON body, ``core.missing`` when there is none; aborts on bad input."""
     limit = request.max_content_length
@@ -80,6 +101,9 @@ def parse_json_body(request: flask.Request) -> Any:
         data = request.get_data(cache=True)
     except RequestEntityTooLarge:
         abort(413, message=f"The body is larger than {limit} bytes.")
+    except unreadable_body_errors() as error:
+        detail = str(error)[:MAX_SERVER_ERROR_CHARS]
+        abort(400, message=f"The request body could not be read: {detail}.")
     # A chunked body has no Content-Length: Werkzeug stops reading at the limit, silently.
     if limit is not None and request.content_length is None and len(data) >= limit:
         abort(413, message=f"The body is larger than {limit} bytes.")
