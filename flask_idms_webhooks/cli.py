@@ -49,7 +49,7 @@ def worker_command(
     reaper = Reaper(state)
     reaper.start()
     try:
-        worker.work(
+        worker.serve(
             burst=burst,
             with_scheduler=with_scheduler,
             logging_level=logging_level,
@@ -62,9 +62,10 @@ def worker_command(
 @cli.command("reap")
 @with_appcontext
 def reap_command() -> None:
-    """Seal, once, every running job whose heartbeat stopped."""
-    reaped = state_of(current_app).jobs.reap()
-    click.echo(f"sealed {reaped} job(s) whose worker died")
+    """One reaper pass: seal every running job presumed dead, dispatch again every queued
+    job a dead worker took."""
+    handled = state_of(current_app).recovery.reap()
+    click.echo(f"recovered {handled} job(s) whose worker died")
 
 
 @cli.command("trigger")

@@ -29,6 +29,9 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "MAX_BODY_SIZE": (64 * 1024, "Largest request body accepted, in bytes (413 above)."),
     "MAX_ROW_ERRORS": (50, "Row errors kept in a job record."),
     "HEARTBEAT_TIMEOUT": (60, "Seconds without a heartbeat before a running job is sealed failed."),
+    "STORE_OUTAGE": ("120s", "How long a worker rides out Redis being away, retrying, mid-job."),
+    "START_ATTEMPTS": (3, "Times a job whose task code never started is dispatched again."),
+    "CANCEL_GRACE": ("30s", "Wait for a running job to stop itself before its process is killed."),
     "REDIS_TIMEOUT": (1.0, "Socket and connect timeout of the web side's Redis client, seconds."),
     "DOCS_PATH": ("/docs", "Swagger UI path under the prefix (standalone Api only)."),
 }
@@ -69,6 +72,9 @@ class Settings:
     max_body_size: int
     max_row_errors: int
     heartbeat_timeout: int
+    store_outage: int
+    start_attempts: int
+    cancel_grace: int
     redis_timeout: float
     docs_path: str
 
@@ -134,6 +140,9 @@ class Settings:
             max_body_size=positive_int("MAX_BODY_SIZE"),
             max_row_errors=positive_int("MAX_ROW_ERRORS"),
             heartbeat_timeout=positive_int("HEARTBEAT_TIMEOUT"),
+            store_outage=duration("STORE_OUTAGE"),
+            start_attempts=positive_int("START_ATTEMPTS"),
+            cancel_grace=duration("CANCEL_GRACE"),
             redis_timeout=redis_timeout,
             docs_path=path("DOCS_PATH") or "/docs",
         )

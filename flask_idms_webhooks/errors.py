@@ -43,4 +43,23 @@ class JobCancelled(IdmsWebhooksError):
 
 
 class StoreUnavailable(IdmsWebhooksError):
-    """Redis could not be reached (refused, timed out or stalled)."""
+    """Redis could not serve a request: refused, timed out, stalled, loading, out of
+    memory, read-only.
+
+    ``sent`` tells whether the request's commands may have reached Redis: a timeout after
+    they were written (a paused Redis runs them when it resumes) is an unknown outcome;
+    a connection that never opened, or a command Redis refused, changed nothing.
+    """
+
+    def __init__(self, message: str, *, sent: bool = False) -> None:
+        super().__init__(message)
+        self.sent = sent
+
+
+class OutcomeUnknown(StoreUnavailable):
+    """A new job's writes were sent and no answer came: the job may exist. Carries the
+    ``ExecuteId`` and ``PollingUrl`` it was given, for the caller to look."""
+
+    def __init__(self, message: str, *, execute_id: str, polling_url: str) -> None:
+        super().__init__(message, sent=True)
+        self.execute_id, self.polling_url = execute_id, polling_url

@@ -12,6 +12,7 @@ from .config import EXTENSION_KEY, Settings
 from .errors import ConfigurationError
 from .iupdate.connections import Connections
 from .jobs.lifecycle import JobManager
+from .jobs.recovery import Recovery
 from .jobs.redis import queue_for
 from .jobs.store import JobStore
 from .jobs.urls import Urls
@@ -35,6 +36,7 @@ class WebhooksState:
     queue: Queue = field(init=False)
     urls: Urls = field(init=False)
     jobs: JobManager = field(init=False)
+    recovery: Recovery = field(init=False)
 
     def __post_init__(self) -> None:
         self.store = JobStore(
@@ -52,6 +54,7 @@ class WebhooksState:
             tasks=self.tasks,
             parameters=self.parameters,
         )
+        self.recovery = Recovery(self.jobs)
 
     def in_work_horse(self, connection: Redis) -> None:
         """In a forked work-horse: talk to Redis through ``connection`` (RQ's own, so the

@@ -5,15 +5,19 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from typing import Any
 
+import redis
 from flask import Flask
 from rq import SimpleWorker, Worker
 from rq.serializers import JSONSerializer
 
+from .errors import StoreUnavailable
 from .jobs.documents import HORSE_DIED
-from .jobs.lifecycle import SEAL_ATTEMPTS
+from .jobs.patience import patiently
 from .jobs.redis import queue_for, worker_redis
+from .jobs.store import is_store_error
 from .state import WebhooksState, state_of
 
 logger = logging.getLogger("flask_idms_webhooks")
@@ -23,6 +27,77 @@ class _AppWorkerMixin:
     """Runs every job inside the app context (Flask's pattern for task queues)."""
 
     app: Flask
+    # RQ's, on the worker class this is mixed into
+    _stop_requested: bool
+    _shutdown_requested_date: Any
+    queues: list[Any]
+    connection: redis.Redis
+    name: str
+    work: Any
+    register_death: Any
+
+    @property
+    def _webhooks(self) -> WebhooksState:
+        return state_of(self.app)
+
+    def heartbeat(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            super().heartbeat(*args, **kwargs)  # type: ignore[misc]
+        except redis.RedisError as error:
+            if not is_store_error(error):
+                raise
+            logger.warning("worker heartbeat not written; Redis unavailable: %s", error)
+
+    def run_maintenance_tasks(self) -> None:
+        try:
+            super().run_maintenance_tasks()  # type: ignore[misc]
+        except redis.RedisError as error:
+            if not is_store_error(error):
+                raise
+            logger.warning("RQ maintenance skipped; Redis unavailable: %s", error)
+
+    def serve(self, **options: Any) -> None:
+        """RQ's ``work()``, started again when it quits on a Redis error (refused, timeout,
+        out of memory, loading), until a stop is requested or a burst is done."""
+        while True:
+            try:
+                self.work(**options)
+            except redis.RedisError as error:
+                if not is_store_error(error):
+                    raise
+            if self._stopping or options.get("max_jobs"):
+                return
+            if options.get("burst") and self._queue_done():
+                return
+            logger.warning("worker %s: Redis unavailable; serving again when it is back", self.name)
+            self._wait_for_redis()
+
+    @property
+    def _stopping(self) -> bool:
+        """Whether a stop was asked (RQ raises StopRequested when idle, sets the flag when
+        busy; both note the date)."""
+        return self._stop_requested or self._shutdown_requested_date is not None
+
+    def _queue_done(self) -> bool:
+        try:
+            return all(queue.count == 0 for queue in self.queues)
+        except redis.RedisError:
+            return False
+
+    def _wait_for_redis(self) -> None:
+        def ping() -> None:
+            try:
+                self.connection.ping()
+                self.register_death()  # RQ refuses to start a worker whose key is alive
+            except redis.RedisError as error:
+                raise StoreUnavailable(str(error)) from error
+
+        while not self._stopping:
+            try:
+                patiently(self._webhooks.settings.store_outage, ping)
+                return
+            except StoreUnavailable:
+                continue
 
     def perform_job(self, *args: Any, **kwargs: Any) -> Any:
         with self.app.app_context():
@@ -40,10 +115,17 @@ class _AppWorkerMixin:
 
 
 class IdmsWorker(_AppWorkerMixin, Worker):
-    """A forking worker. When a work-horse ends abnormally (killed, stopped by a cancel,
-    out of memory), its job is sealed at once: cancelled or failed. A horse that exits
-    normally has run ``JobManager.run`` to its end, which sealed the job; the parent then
-    reads nothing (the reaper still catches what a Redis outage left unsealed)."""
+    """A forking worker that rides out Redis outages and never leaves a job behind.
+
+    - When a work-horse ends abnormally (killed, out of memory, stopped after a cancel's
+      grace), its job is recovered at once: dispatched again if its task had not started,
+      else sealed cancelled or failed. A horse that exits normally has sealed its job.
+    - RQ's heartbeats and maintenance failing while Redis is away do not end the worker
+      (RQ 3 quits on them), and RQ's execution TTLs cover ``IDMS_WEBHOOKS_STORE_OUTAGE``,
+      so a job is not declared abandoned by RQ because Redis was away.
+    - A running job asked to cancel that has not stopped itself after
+      ``IDMS_WEBHOOKS_CANCEL_GRACE`` is killed (its record then says its counts may lag).
+    """
 
     _horse_status: int | None = None
 
@@ -55,35 +137,71 @@ class IdmsWorker(_AppWorkerMixin, Worker):
     def main_work_horse(self, job: Any, queue: Any) -> None:
         # In the work-horse (a throwaway child process): the job's record goes through
         # RQ's connection, so the horse opens one connection to Redis, not two.
-        state_of(self.app).in_work_horse(self.connection)
+        self._webhooks.in_work_horse(self.connection)
         super().main_work_horse(job, queue)
+
+    def get_heartbeat_ttl(self, job: Any, working_time: float = 0.0) -> int:
+        ttl: int = super().get_heartbeat_ttl(job, working_time)
+        return ttl + self._webhooks.settings.store_outage
+
+    def maintain_heartbeats(self, job: Any, execution: Any) -> None:
+        try:
+            super().maintain_heartbeats(job, execution)
+            self._stop_if_cancel_ignored(job)
+        except (redis.RedisError, StoreUnavailable) as error:
+            if isinstance(error, redis.RedisError) and not is_store_error(error):
+                raise
+            logger.warning("job %s: heartbeats not written; Redis unavailable", job.id)
+
+    def _stop_if_cancel_ignored(self, job: Any) -> None:
+        asked = self._webhooks.store.cancel_requested_at(job_id_of(job))
+        grace = self._webhooks.settings.cancel_grace
+        if asked is not None and time.time() - asked >= grace:
+            logger.warning("job %s: not stopped %d s after its cancel; killing it", job.id, grace)
+            self.kill_horse()
 
     def monitor_work_horse(self, job: Any, queue: Any, execution: Any) -> None:
         self._horse_status = None
-        super().monitor_work_horse(job, queue, execution)
+        try:
+            super().monitor_work_horse(job, queue, execution)
+        except redis.RedisError as error:  # RQ's own post-mortem, with Redis away
+            if not is_store_error(error):
+                raise
+            logger.warning("job %s: RQ's bookkeeping not written; Redis unavailable", job.id)
         if self._horse_status == os.EX_OK:
             return
         with self.app.app_context():
-            state_of(self.app).jobs.seal_abandoned(job.id, HORSE_DIED, attempts=SEAL_ATTEMPTS)
+            self._webhooks.recovery.seal_abandoned(job_id_of(job), HORSE_DIED, job.id, patient=True)
+
+
+def job_id_of(job: Any) -> str:
+    """The product's job id of an RQ job (its first argument; the RQ id may be a later
+    dispatch's, ``<id>--<n>``)."""
+    return str(job.args[0]) if job.args else str(job.id)
 
 
 class IdmsSimpleWorker(_AppWorkerMixin, SimpleWorker):
     """A worker that runs jobs in its own process (tests, debugging)."""
 
 
-def make_worker(app: Flask, *, simple: bool = False, **options: Any) -> Worker | SimpleWorker:
+def make_worker(
+    app: Flask, *, simple: bool = False, **options: Any
+) -> IdmsWorker | IdmsSimpleWorker:
     state = state_of(app)
     connection = worker_redis(state.settings.redis_url)
     queue = queue_for(connection, state.settings.queue_name)
     cls: type[IdmsWorker | IdmsSimpleWorker] = IdmsSimpleWorker if simple else IdmsWorker
+    # RQ checks on a running job every job_monitoring_interval: often enough to stop a
+    # job that ignores its cancel soon after the grace.
+    options.setdefault("job_monitoring_interval", max(1, min(30, state.settings.cancel_grace // 3)))
     worker = cls([queue], connection=connection, serializer=JSONSerializer, **options)
     worker.app = app
     return worker
 
 
 class Reaper(threading.Thread):
-    """Seals running jobs whose heartbeat stopped as failed ("worker died"), every
-    quarter of ``IDMS_WEBHOOKS_HEARTBEAT_TIMEOUT``."""
+    """Recovers the jobs whose worker died (``Recovery.reap``), every quarter of
+    ``IDMS_WEBHOOKS_HEARTBEAT_TIMEOUT``."""
 
     def __init__(self, state: WebhooksState, interval: float | None = None) -> None:
         super().__init__(name="idms-reaper", daemon=True)
@@ -94,12 +212,12 @@ class Reaper(threading.Thread):
     def run(self) -> None:
         while not self._stop_event.wait(self.interval):
             try:
-                reaped = self.state.jobs.reap()
+                reaped = self.state.recovery.reap()
             except Exception:  # Redis away: try again next round
                 logger.warning("reaper pass failed", exc_info=True)
                 continue
             if reaped:
-                logger.warning("reaper: sealed %d job(s) whose worker died", reaped)
+                logger.warning("reaper: recovered %d job(s) whose worker died", reaped)
 
     def stop(self) -> None:
         self._stop_event.set()

@@ -4,6 +4,7 @@ a test client, task keys, and workers (in-process burst, or a real forking one).
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -36,6 +37,16 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
         yield server.url, True
     finally:
         server.stop()
+
+
+@pytest.fixture
+def stallable_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A Redis server of this test's own (AOF on), to pause, kill, restart or fill."""
+    server = PrivateRedis(tmp_path / "stall", unix_socket=False, persistent=True).start()
+    yield server
+    if server.process is not None:
+        os.kill(server.process.pid, signal.SIGCONT)
+    server.stop()
 
 
 @pytest.fixture

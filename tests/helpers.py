@@ -131,8 +131,9 @@ def postgres_schema(prefix: str, close: Callable[[], None]) -> Iterator[str]:
 def abandon_job(
     client: FlaskClient, state: WebhooksState, task_id: str, parameters: dict[str, Any]
 ) -> Any:
-    """Start a job and leave it as a dead worker would: in progress, heartbeat gone.
-    Answers the polling webhook's answer."""
+    """Start a job and leave it as a dead worker would: in progress, heartbeat gone, and
+    first seen so longer ago than the half heartbeat timeout after which it is presumed
+    dead. Answers the polling webhook's answer."""
     key = state.credentials.task_key(state.tasks[task_id])
     answer = client.post(
         f"/idms/tasks/{task_id}/jobs?key={key}", json={"QueryParameters": parameters}
@@ -141,4 +142,6 @@ def abandon_job(
     document["Status"] = "in progress"
     state.store.start(document)
     state.redis.delete(state.store.heartbeat_key(document["ExecuteId"]))
+    since = time.time() - state.settings.heartbeat_timeout
+    state.redis.set(state.store.suspect_key(document["ExecuteId"]), str(since))
     return answer

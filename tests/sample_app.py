@@ -9,7 +9,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask
+import redis
+from flask import Flask, current_app
 
 from flask_idms_webhooks import DataType, FilterRow, IdmsWebhooks, JobContext, Operator, Prompt
 
@@ -120,6 +121,24 @@ def parent(parameters: Mapping[str, Any], context: JobContext) -> None:
     context.count(updated=parameters["Count"])
     if parameters["Fail"]:
         raise RuntimeError("parent failed")
+
+
+@webhooks.task(
+    "marker",
+    filters=[
+        ROW("Test", "Count", type=DataType.INT32, prompt=Prompt.REQUIRED),
+        ROW("Test", "Mark", prompt=Prompt.REQUIRED),
+    ],
+    on_success=["child"],
+)
+def marker(parameters: Mapping[str, Any], context: JobContext) -> None:
+    """Writes one row per Count into Redis list ``Mark`` (its "database"), checking for a
+    cancel before each: the rows written must be the rows counted."""
+    connection = redis.Redis.from_url(current_app.config["IDMS_WEBHOOKS_REDIS_URL"])
+    for row in range(parameters["Count"]):
+        context.check_cancelled()
+        connection.rpush(parameters["Mark"], row)
+        context.count(updated=1)
 
 
 @webhooks.task("child", filters=[ROW("Test", "Count", type=DataType.INT32, prompt=Prompt.REQUIRED)])

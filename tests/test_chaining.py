@@ -90,7 +90,7 @@ def test_a_task_file_chain_cycle_names_the_file(redis_url, tmp_path):
 
 def test_a_parent_whose_worker_died_starts_its_on_failure_children_once(app, client, key, state):
     answer = abandon_job(client, state, "parent", {"Count": 1})
-    assert state.jobs.reap() == 1
+    assert state.recovery.reap() == 1
     polled = client.get(poll_path(answer.headers["Location"])).get_json()  # a poller sees it too
     assert polled["Status"] == "failed" and polled["Error"]["Type"] == "WorkerDied"
     assert [entry["TaskId"] for entry in polled["Chain"]] == ["rescue"]

@@ -46,7 +46,7 @@ def test_tasks_lists_each_task_with_working_webhook_urls(app, client, key):
 def test_reap_seals_a_running_job_whose_heartbeat_stopped(app, client, state):
     job_id = abandon_job(client, state, "count", {"Count": 1}).get_json()["ExecuteId"]
     result = app.test_cli_runner().invoke(args=["idms-webhooks", "reap"])
-    assert result.exit_code == 0 and "sealed 1 job" in result.output
+    assert result.exit_code == 0 and "recovered 1 job" in result.output
     sealed = json.loads(state.store.read(job_id)[0])
     assert sealed["Status"] == "failed" and sealed["Error"]["Type"] == "WorkerDied"
 

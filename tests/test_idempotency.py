@@ -256,10 +256,10 @@ def test_simultaneous_different_bodies_under_one_key_start_one_job(live_server, 
     assert (state.queue.count, jobs_of(state)) == (1, 1)
 
 
-def test_a_repeat_while_the_first_is_being_written_replays_at_once(trigger, state, monkeypatch):
-    """The repeat arrives after the first request claimed its key but before its job was
-    written: it gets the first answer at once (no wait in the request), and the first
-    request's job is the one job there is."""
+def test_a_repeat_that_wins_the_race_is_replayed_to_the_first(trigger, state, monkeypatch):
+    """The claim and its job are one transaction: a repeat that claims the key while the
+    first request is writing makes the first one's transaction fail as a whole, and the
+    first request answers the repeat's job (no wait, one job, no claim without a job)."""
     from flask_idms_webhooks.jobs import lifecycle
 
     def no_sleeping(seconds: float) -> None:
@@ -267,15 +267,16 @@ def test_a_repeat_while_the_first_is_being_written_replays_at_once(trigger, stat
 
     monkeypatch.setattr(lifecycle.time, "sleep", no_sleeping)
     monkeypatch.setattr("time.sleep", no_sleeping)
-    real_submit = state.jobs.submit
+    real_write = state.store._write_new
     repeats: list[Any] = []
 
-    def submit_after_a_repeat(*args: Any, **kwargs: Any) -> None:
-        repeats.append(trigger("jobs", "mid-write"))  # the claim is there, the job is not
-        assert (state.queue.count, jobs_of(state)) == (0, 0)
-        real_submit(*args, **kwargs)
+    def write_after_a_repeat(*args: Any, **kwargs: Any) -> None:
+        if not repeats:
+            repeats.append(None)
+            repeats[0] = trigger("jobs", "mid-write")  # on another connection, first
+        real_write(*args, **kwargs)
 
-    monkeypatch.setattr(state.jobs, "submit", submit_after_a_repeat)
+    monkeypatch.setattr(state.store, "_write_new", write_after_a_repeat)
     first = trigger("jobs", "mid-write")
     assert first.status_code == 202
     (repeat,) = repeats

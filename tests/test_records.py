@@ -13,7 +13,8 @@ from flask.testing import FlaskClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flask_idms_webhooks.jobs.store import HISTORY_TRIM_EVERY, dumps, loads
+from flask_idms_webhooks.jobs.dispatch import HISTORY_TRIM_EVERY
+from flask_idms_webhooks.jobs.store import dumps, loads
 from flask_idms_webhooks.state import WebhooksState
 
 

@@ -12,12 +12,11 @@ import time
 from datetime import timedelta
 from types import SimpleNamespace
 
-import pytest
 from gunicorn.config import Config
 from rq.job import Job
 
 from flask_idms_webhooks.accesslog import RedactingLogger, redact_query
-from flask_idms_webhooks.redis_server import PrivateRedis, free_port
+from flask_idms_webhooks.redis_server import free_port
 from flask_idms_webhooks.state import state_of
 from flask_idms_webhooks.worker import make_worker
 from tests.helpers import ADMIN, poll_path
@@ -53,15 +52,6 @@ def test_redis_refused_is_a_fast_503(make_app):
         lambda: client.get("/idms/tasks/count/jobs", headers=ADMIN),
     ):
         assert_fast_503(*timed(call))
-
-
-@pytest.fixture
-def stallable_redis(tmp_path):
-    server = PrivateRedis(tmp_path / "stall", unix_socket=False, persistent=False).start()
-    yield server
-    if server.process is not None:
-        os.kill(server.process.pid, signal.SIGCONT)
-    server.stop()
 
 
 def test_redis_stalled_is_a_fast_503_and_recovers(make_app, stallable_redis):

@@ -69,7 +69,9 @@ def test_a_trigger_is_one_round_trip(counting):
     assert trips == 1
 
 
-def test_a_trigger_with_an_idempotency_key_is_two(counting):
+def test_a_trigger_with_an_idempotency_key_is_three(counting):
+    """WATCH the key, read it, then the claim and its job in one transaction: a claim
+    never exists without its job."""
     answer, trips = counting(
         lambda client, key: client.post(
             f"/idms/tasks/count/execute?key={key}",
@@ -78,7 +80,7 @@ def test_a_trigger_with_an_idempotency_key_is_two(counting):
         )
     )
     assert answer.status_code == 200
-    assert trips == 2
+    assert trips == 3
 
 
 def test_a_poll_is_one_round_trip(counting):

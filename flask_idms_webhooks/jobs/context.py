@@ -111,7 +111,10 @@ class JobContext:
             and time.monotonic() - self._last_cancel_check >= self.CANCEL_CHECK_SECONDS
         ):
             self._last_cancel_check = time.monotonic()
-            self._cancelled = self._store.cancel_requested(self.job_id)
+            try:
+                self._cancelled = self._store.cancel_requested(self.job_id)
+            except StoreUnavailable:  # Redis away: the job goes on; asked again next time
+                logger.warning("cancel check of job %s skipped; Redis unavailable", self.job_id)
         if self._cancelled:
             raise JobCancelled(CANCELLED_BY_REQUEST[1])
 

@@ -7,22 +7,25 @@ The status document is built in ``documents.py``; a running task reports through
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, cast
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, TypedDict, TypeVar, cast
 
 from flask import current_app
 from redis.client import Pipeline
-from rq import Queue
-from rq.command import send_stop_job_command
-from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq import Queue, get_current_job
 from rq.job import Job
 
 from ..config import EXTENSION_KEY, Settings
-from ..errors import ConfigurationError, JobCancelled, ParameterError, StoreUnavailable
+from ..errors import (
+    ConfigurationError,
+    JobCancelled,
+    OutcomeUnknown,
+    ParameterError,
+    StoreUnavailable,
+)
 from ..model.parameters import QueryParameterSet, ResolvedParameter
 from ..model.tasks import Task
 from .context import Heartbeat, JobContext
@@ -43,16 +46,29 @@ from .documents import (
     new_job_id,
     utc_now,
 )
-from .store import JobStore, dumps, loads
+from .patience import patiently
+from .store import IdempotencyClaim, JobStore, dumps, loads
 from .urls import Urls
 
-__all__ = ["ENTRY_POINT", "JobManager", "run_job"]
+__all__ = ["ENTRY_POINT", "JobManager", "rq_job_id", "run_job"]
 
 logger = logging.getLogger("flask_idms_webhooks")
 
 #: The RQ job function, by dotted path (workers import it; queued jobs store it).
 ENTRY_POINT = "flask_idms_webhooks.jobs.run_job"
-SEAL_ATTEMPTS = 5
+
+
+R = TypeVar("R")
+#: What puts a job on RQ's queue, on the pipeline of the transaction that records it.
+Enqueue = Callable[[Pipeline], None]
+
+
+class PlannedChild(TypedDict):
+    """A chained job as its parent claims it: its Chain entry and, if it can start, the
+    document it is created with."""
+
+    Entry: ChainEntry
+    Document: JobDocument | None
 
 
 class _HasJobs(Protocol):
@@ -63,14 +79,23 @@ class _HasJobs(Protocol):
 
 
 def run_job(job_id: str) -> None:
-    """The RQ job function: runs one job inside the worker's app context."""
+    """The RQ job function: runs one job inside the worker's app context. (Its RQ job id
+    says which dispatch of the job this is: see ``rq_job_id``.)"""
     state = current_app.extensions.get(EXTENSION_KEY)
     if state is None:
         raise ConfigurationError(
             "IdmsWebhooks is not initialised on the worker's app: start workers with "
             "`flask --app <your app> idms-webhooks worker`"
         )
-    cast(_HasJobs, state).jobs.run(job_id)
+    current = get_current_job()
+    cast(_HasJobs, state).jobs.run(job_id, current.id if current is not None else job_id)
+
+
+def rq_job_id(job_id: str, dispatch: int) -> str:
+    """The RQ job id of a job's ``dispatch``-th dispatch: the job id for the first (as
+    every earlier release), ``<id>--<n>`` after (longer than any job id, so never one;
+    RQ allows letters, digits, ``_`` and ``-`` only)."""
+    return job_id if dispatch <= 1 else f"{job_id}--{dispatch}"
 
 
 class JobManager:
@@ -119,42 +144,54 @@ class JobManager:
         self,
         task: Task,
         document: JobDocument,
-        claim_key: str | None = None,
+        claim: tuple[str, IdempotencyClaim] | None = None,
         body: bytes | None = None,
-    ) -> None:
+    ) -> IdempotencyClaim | None:
         """Write a new job's record (``body``: the document already serialised, if the
-        caller has it) and enqueue it, in one pipelined transaction.
+        caller has it) and enqueue it, in one transaction; answers None.
 
-        If that fails, the ``Idempotency-Key`` claim made for it is released, so that the
-        caller's retry can start the job.
+        With ``claim`` (an ``Idempotency-Key``), the claim is written with the job, unless
+        the key was claimed before: then nothing is written and the earlier claim is
+        answered. A timeout after the writes were sent raises ``OutcomeUnknown``: the job
+        may exist (a paused Redis runs them when it resumes).
         """
-        settings = self.settings
         job_id = document["ExecuteId"]
-        timeout = task.timeout or settings.job_timeout
+        try:
+            return self.store.create(
+                document,
+                live_ttl=self.live_ttl(task),
+                enqueue=self.enqueuer(task, job_id),
+                body=body,
+                claim=claim,
+            )
+        except StoreUnavailable as error:
+            if not error.sent:
+                raise
+            raise OutcomeUnknown(
+                str(error), execute_id=job_id, polling_url=document["PollingUrl"]
+            ) from error
+
+    def live_ttl(self, task: Task) -> int:
+        """How long a job's live record may last: its timeout, then the retention."""
+        return (task.timeout or self.settings.job_timeout) + self.settings.result_ttl
+
+    def enqueuer(self, task: Task, job_id: str, rq_id: str | None = None) -> Enqueue:
+        """What puts a dispatch of the job on RQ's queue, on a given pipeline."""
+        settings = self.settings
 
         def enqueue(pipe: Pipeline) -> None:
             self.queue.enqueue_call(
                 ENTRY_POINT,
                 args=(job_id,),
-                job_id=job_id,
-                timeout=timeout,
+                job_id=rq_id or job_id,
+                timeout=task.timeout or settings.job_timeout,
                 result_ttl=600,
                 failure_ttl=settings.result_ttl,
                 description=f"idms-webhooks {task.id}",
                 pipeline=pipe,
             )
 
-        try:
-            self.store.create(
-                document, live_ttl=timeout + settings.result_ttl, enqueue=enqueue, body=body
-            )
-        except StoreUnavailable:
-            if claim_key is not None:
-                try:
-                    self.store.release(claim_key)
-                except StoreUnavailable:
-                    logger.warning("Idempotency-Key claim of job %s not released", job_id)
-            raise
+        return enqueue
 
     def current(self, job_id: str) -> tuple[bytes, bool, JobDocument | None] | None:
         """(document bytes, finished, parsed live document) of a job, or None once gone.
@@ -168,31 +205,38 @@ class JobManager:
         if live is None:
             return None
         document: JobDocument = loads(live)
-        if document["Status"] == IN_PROGRESS and not beating:
+        if document["Status"] == IN_PROGRESS and not beating and self.presumed_dead(job_id):
             return self.seal_failed(document, WORKER_DIED), True, None
         return live, False, document
 
+    def presumed_dead(self, job_id: str) -> bool:
+        """Whether a running job without a heartbeat has shown no sign of life for half a
+        heartbeat timeout since it was first seen so. (A heartbeat missing right after
+        Redis was away proves nothing: its worker beats again within a quarter.)"""
+        since = self.store.suspected_since(job_id)
+        return time.time() - since >= self.settings.heartbeat_timeout / 2
+
     def cancel(self, job_id: str, document: JobDocument) -> bytes:
-        """Request cancellation of a live job; a queued one is sealed at once."""
+        """Record a cancel request. A job still on the queue is taken off it and sealed
+        ``cancelled`` in one step; one a worker has taken stops itself at its next check
+        (its worker kills it after ``IDMS_WEBHOOKS_CANCEL_GRACE`` without that)."""
         settings = self.settings
         self.store.request_cancel(job_id, ttl=settings.job_timeout + settings.result_ttl)
         if document["Status"] == QUEUED:
-            # Already picked up? Then the worker sees the seal and does not run it.
-            with contextlib.suppress(NoSuchJobError, InvalidJobOperation):
-                Job.fetch(
-                    job_id, connection=self.store.redis, serializer=self.queue.serializer
-                ).cancel()
-            return self.seal(document, CANCELLED, CANCELLED_BY_REQUEST)
-        self.stop_running_job(job_id)
+            rq_id = self.store.dispatch(job_id)[0]
+            sealed = finish(document, CANCELLED, CANCELLED_BY_REQUEST)
+            queue = self.queue
+            if self.store.cancel_queued(
+                sealed,
+                rq_id,
+                queue.key,
+                queue.scheduled_job_registry.key,
+                Job.key_for(rq_id),
+            ):
+                return self.store.read(job_id)[0] or dumps(sealed)
         answer = document.copy()
         answer["StatusDescription"] = "Cancellation requested"
         return dumps(answer)
-
-    def stop_running_job(self, job_id: str) -> None:
-        """Ask the worker running a job to kill its work-horse (forking workers only)."""
-        # Not on a worker right now? Then the job context's next check stops it.
-        with contextlib.suppress(NoSuchJobError, InvalidJobOperation):
-            send_stop_job_command(self.queue.connection, job_id, serializer=self.queue.serializer)
 
     def seal(
         self,
@@ -201,41 +245,47 @@ class JobManager:
         error: Cause | None = None,
         row_errors: Sequence[RowError] = (),
         *,
-        attempts: int = 1,
+        patient: bool = False,
     ) -> bytes:
         """Seal a job once; answers the sealed document (the earlier one if it lost a race).
 
-        A worker that ran the job tries ``SEAL_ATTEMPTS`` times, a while apart: a job's end
-        must not be lost to a passing Redis hiccup. A request (a poll, a cancel) tries once
-        and answers 503; its caller's next request tries again.
+        A worker is ``patient``: it tries until Redis answers or
+        ``IDMS_WEBHOOKS_STORE_OUTAGE`` passed, for a job's end must not be lost to an
+        outage. A request (a poll, a cancel) tries once and answers 503; its caller's next
+        request tries again.
         """
         final = finish(document, status, error)
-        for attempt in range(1, attempts + 1):
-            try:
-                if self.store.seal(final, row_errors):
-                    return dumps(final)
-                sealed, _, _ = self.store.read(final["ExecuteId"])
-                return sealed or dumps(final)
-            except StoreUnavailable:
-                if attempt == attempts:
-                    raise
-                time.sleep(0.5 * attempt)
-        raise AssertionError("unreachable")  # pragma: no cover
+
+        def seal_once() -> bytes:
+            if self.store.seal(final, row_errors):
+                return dumps(final)
+            sealed, _, _ = self.store.read(final["ExecuteId"])
+            return sealed or dumps(final)
+
+        return self.patiently(seal_once) if patient else seal_once()
+
+    def patiently(self, call: Callable[[], R]) -> R:
+        """``call()``, riding out Redis being away for up to the outage setting."""
+        return patiently(self.settings.store_outage, call)
 
     # -- the worker side ----------------------------------------------------------------
-    def run(self, job_id: str) -> None:
-        sealed, live, cancelled = self.store.read_to_run(job_id)
+    def run(self, job_id: str, rq_id: str | None = None) -> None:
+        """Run a job's task, if this dispatch (``rq_id``) is the one to run it, and seal
+        its outcome, riding out Redis outages."""
+        store = self.store
+        sealed, live, cancelled = self.patiently(lambda: store.read_to_run(job_id))
         if sealed is not None or live is None:
             return  # cancelled before it started, or expired
         document: JobDocument = loads(live)
         task = self.tasks.get(document["TaskId"])
         if task is None:
             unknown = ("UnknownTask", f"No task {document['TaskId']!r} on this worker.")
-            self.seal(document, FAILED, unknown, attempts=SEAL_ATTEMPTS)
+            self.seal(document, FAILED, unknown, patient=True)
             return
         if cancelled:
-            self.seal(document, CANCELLED, CANCELLED_BY_REQUEST, attempts=SEAL_ATTEMPTS)
+            self.seal(document, CANCELLED, CANCELLED_BY_REQUEST, patient=True)
             return
+        queued = document.copy()
         now = utc_now()
         document.update(
             {
@@ -245,36 +295,33 @@ class JobManager:
                 "UpdatedOn": now,
             }
         )
-        if not self.store.start(document):
-            return
+        started = self.patiently(lambda: store.start(document, rq_id))
+        if started < 0:
+            self.seal(queued, CANCELLED, CANCELLED_BY_REQUEST, patient=True)
+        if started <= 0:
+            return  # sealed, cancelled, or another dispatch's to run
         context = JobContext(
-            self.store,
+            store,
             document,
             task,
             self.settings.max_row_errors,
             fixed=self.parameters[task.id].fixed_values(),
         )
-        with Heartbeat(self.store, job_id):
+        with Heartbeat(store, job_id):
             status, error = self._perform(task, context)
             if status != CANCELLED:
                 # The children are started, and listed, before the parent is sealed.
-                context.document["Chain"] = self._start_chain(task, status, context.document)
-            self.seal(
-                context.document,
-                status,
-                error,
-                context.take_row_errors(),
-                attempts=SEAL_ATTEMPTS,
-            )
+                context.document["Chain"] = self.start_chain(task, status, context.document)
+            self.seal(context.document, status, error, context.take_row_errors(), patient=True)
 
-    def seal_failed(self, document: JobDocument, cause: Cause, *, attempts: int = 1) -> bytes:
+    def seal_failed(self, document: JobDocument, cause: Cause, *, patient: bool = False) -> bytes:
         """Seal a job that ended without its worker sealing it as failed, starting its
         on_failure chain first, as for any failed job."""
         task = self.tasks.get(document["TaskId"])
         if task is not None:
             document = document.copy()
-            document["Chain"] = self._start_chain(task, FAILED, document)
-        return self.seal(document, FAILED, cause, attempts=attempts)
+            document["Chain"] = self.start_chain(task, FAILED, document)
+        return self.seal(document, FAILED, cause, patient=patient)
 
     def _perform(self, task: Task, context: JobContext) -> tuple[str, Cause | None]:
         """Run the task; answers its outcome (status, error)."""
@@ -286,24 +333,43 @@ class JobManager:
             logger.exception("job %s of task %s failed", context.job_id, task.id)
             return FAILED, (type(error).__name__, str(error) or type(error).__name__)
         # A cancel the task never looked for (it ran to the end) still ends cancelled.
-        if self.store.cancel_requested(context.job_id):
+        if self.patiently(lambda: self.store.cancel_requested(context.job_id)):
             return CANCELLED, CANCELLED_BY_REQUEST
         return SUCCEEDED, None
 
-    def _start_chain(self, task: Task, status: str, document: JobDocument) -> list[ChainEntry]:
+    def start_chain(self, task: Task, status: str, document: JobDocument) -> list[ChainEntry]:
         """Start the tasks chained to this outcome, once; answers the parent's Chain.
 
-        Children get the parent's QueryParameters values for the keys they share.
+        The children are planned (ids, documents), claimed for the parent in one write,
+        then created: whoever seals the parent later (the worker, the reaper, a poll)
+        finds the same children and creates any a dead process had not. Children get the
+        parent's QueryParameters values for the keys they share.
         """
         children = task.chain.on_success if status == SUCCEEDED else task.chain.on_failure
-        if not children or not self.store.claim_chain(document["ExecuteId"]):
-            return list(document.get("Chain") or [])
         base_url = self.urls.base_of(document["PollingUrl"])
         values = {key: value["Value"] for key, value in document["QueryParameters"].items()}
-        return [self._start_child(child, values, base_url) for child in children]
+        planned = [self._plan_child(child, values, base_url) for child in children]
+        # Claimed before (a dead process's children), they are the ones, whatever the
+        # outcome now; else these are, if there are any.
+        claimed = self.store.claim_chain(document["ExecuteId"], planned)
+        if claimed is None or not all(
+            isinstance(item, dict) and "Entry" in item for item in claimed
+        ):
+            return list(document.get("Chain") or [])  # none, or claimed by an older release
+        for item in claimed:
+            if item["Document"] is not None:
+                child: JobDocument = item["Document"]
+                child_task = self.tasks[child["TaskId"]]
+                self.store.create_once(
+                    child,
+                    live_ttl=self.live_ttl(child_task),
+                    enqueue=self.enqueuer(child_task, child["ExecuteId"]),
+                )
+        return [item["Entry"] for item in claimed]
 
-    def _start_child(self, child_id: str, values: Mapping[str, Any], base_url: str) -> ChainEntry:
-        """Start one chained task with the parent's values for the keys it shares."""
+    def _plan_child(self, child_id: str, values: Mapping[str, Any], base_url: str) -> PlannedChild:
+        """One chained task's entry and new document (None if it cannot start), with the
+        parent's values for the keys it shares."""
         entry: ChainEntry = {
             "TaskId": child_id,
             "ExecuteId": None,
@@ -312,37 +378,13 @@ class JobManager:
         }
         child = self.tasks.get(child_id)
         if child is None:
-            return {**entry, "Error": f"No task {child_id!r}."}
+            return {"Entry": {**entry, "Error": f"No task {child_id!r}."}, "Document": None}
         parameter_set = self.parameters[child_id]
         passed = {key: value for key, value in values.items() if key in parameter_set.rows}
         try:
-            document = self.trigger(child, parameter_set.resolve(passed), base_url)
+            document = self.prepare(child, parameter_set.resolve(passed), base_url)
         except ParameterError as error:
-            return {**entry, "Error": f"Invalid QueryParameters: {json.dumps(error.errors)}"}
-        except StoreUnavailable:
-            logger.warning("chained task %s not started: Redis unavailable", child_id)
-            return {**entry, "Error": "Not started: the job store (Redis) was unavailable."}
-        return {**entry, "ExecuteId": document["ExecuteId"], "PollingUrl": document["PollingUrl"]}
-
-    def seal_abandoned(self, job_id: str, cause: Cause, *, attempts: int = 1) -> None:
-        """Seal a job whose process ended without sealing it (cancelled if that was asked).
-        The worker that saw its work-horse die gives ``SEAL_ATTEMPTS``; the reaper tries
-        once a pass."""
-        live = self.store.live(job_id)
-        if live is None:
-            self.store.forget_running(job_id)
-            return
-        document = loads(live)
-        if self.store.cancel_requested(job_id):
-            self.seal(document, CANCELLED, CANCELLED_BY_REQUEST, attempts=attempts)
-        elif document["Status"] == IN_PROGRESS:
-            self.seal_failed(document, cause, attempts=attempts)
-
-    def reap(self) -> int:
-        """Seal every running job whose heartbeat stopped; answers how many."""
-        reaped = 0
-        for job_id, beating in self.store.running():
-            if not beating:
-                self.seal_abandoned(job_id, WORKER_DIED)
-                reaped += 1
-        return reaped
+            failed = f"Invalid QueryParameters: {json.dumps(error.errors)}"
+            return {"Entry": {**entry, "Error": failed}, "Document": None}
+        entry["ExecuteId"], entry["PollingUrl"] = document["ExecuteId"], document["PollingUrl"]
+        return {"Entry": entry, "Document": document}

@@ -15,6 +15,7 @@ from werkzeug.datastructures import Headers
 from werkzeug.sansio.utils import get_current_url
 from werkzeug.urls import iri_to_uri
 
+from ..errors import OutcomeUnknown, StoreUnavailable
 from ..jobs.documents import JobDocument, RowError
 from ..jobs.store import dumps
 from ..jobs.urls import WebhookUrls
@@ -108,12 +109,24 @@ def job_answer(body: bytes, finished: bool, document: JobDocument) -> Response:
     return PollAnswer(body, document)
 
 
-def store_unavailable_answer() -> Response:
-    body = {
-        "code": 503,
-        "status": "Service Unavailable",
-        "message": "The job store (Redis) is unavailable; retry later.",
-    }
+def store_unavailable_answer(error: StoreUnavailable) -> Response:
+    """503 with ``Retry-After``, saying what is known of the request's effect: nothing
+    happened (Redis unreachable or refusing writes), or the outcome is unknown (the
+    writes were sent and no answer came); a new job's then carries where to look."""
+    body: dict[str, Any] = {"code": 503, "status": "Service Unavailable"}
+    if isinstance(error, OutcomeUnknown):
+        body["message"] = (
+            "The job store (Redis) did not answer after the job was sent: it may have "
+            "started. Poll its PollingUrl to see (a 404 right after a Redis pause is not "
+            "final yet), or retry with the same Idempotency-Key."
+        )
+        body.update(Outcome="Unknown", ExecuteId=error.execute_id, PollingUrl=error.polling_url)
+    elif error.sent:
+        body["message"] = "The job store (Redis) did not answer; retry later."
+        body["Outcome"] = "Unknown"
+    else:
+        body["message"] = "The job store (Redis) is unavailable; nothing changed. Retry later."
+        body["Outcome"] = "NotStarted"
     return json_answer(dumps(body), 503, {"Retry-After": str(STORE_RETRY_AFTER)})
 
 

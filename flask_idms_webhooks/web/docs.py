@@ -12,7 +12,7 @@ from flask_smorest.error_handler import ErrorSchema
 
 from ..config import PREFIX, Settings
 from .blueprint import blp
-from .schemas import MAX_IDEMPOTENCY_KEY, TriggerBodySchema
+from .schemas import MAX_IDEMPOTENCY_KEY, StoreUnavailableSchema, TriggerBodySchema
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -84,8 +84,13 @@ def documented_errors(*codes: int, store: bool = True) -> Callable[[F], F]:
             return view
         documented_view: F = blp.alt_response(
             503,
-            schema=ErrorSchema,
-            description="Redis (the job store) is unreachable or stalled; retry later.",
+            schema=StoreUnavailableSchema,
+            description=(
+                "Redis (the job store) is unreachable, stalled or refusing writes; retry "
+                "later. `Outcome` says whether the request changed nothing (`NotStarted`) "
+                "or may have (`Unknown`: a new job's then has its `ExecuteId` and "
+                "`PollingUrl`)."
+            ),
             headers={"Retry-After": RETRY_AFTER_HEADER},
         )(view)
         return documented_view

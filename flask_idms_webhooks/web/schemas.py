@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask_smorest.error_handler import ErrorSchema
 from marshmallow import Schema, fields, validate
 
 #: The longest ``Idempotency-Key`` header accepted.
@@ -125,3 +126,13 @@ class JobListSchema(Schema):
     PageSize = fields.Integer()
     Total = fields.Integer()
     Jobs = fields.List(fields.Nested(JobSchema))
+
+
+class StoreUnavailableSchema(ErrorSchema):  # type: ignore[misc]
+    """A 503: what is known of the request's effect while Redis could not answer."""
+
+    Outcome = fields.String(
+        metadata={"description": "NotStarted (nothing changed) or Unknown (it may have)."}
+    )
+    ExecuteId = fields.String(metadata={"description": "The job it tried to create."})
+    PollingUrl = fields.String(metadata={"description": "Where that job will be, if it is."})

@@ -79,22 +79,20 @@ def start_job(state: WebhooksState, task: Task, body: dict[str, Any], route: str
         status, answer, headers = 202, record, poll_headers(document)
     else:
         status, answer, headers = 200, dumps(execute_answer(document)), {}
-    claim_key = None
+    claim = None
     if scope is not None:
         claim_key, body_hash = scope
-        claimed = state.store.claim(
-            claim_key,
-            {
-                "ExecuteId": document["ExecuteId"],
-                "BodyHash": body_hash,
-                "Status": status,
-                "Headers": headers,
-                "Body": answer.decode(),
-            },
-        )
-        if claimed is not None:
-            return replay(claimed, body_hash)
-    state.jobs.submit(task, document, claim_key=claim_key, body=record)
+        first: IdempotencyClaim = {
+            "ExecuteId": document["ExecuteId"],
+            "BodyHash": body_hash,
+            "Status": status,
+            "Headers": headers,
+            "Body": answer.decode(),
+        }
+        claim = (claim_key, first)
+    claimed = state.jobs.submit(task, document, claim=claim, body=record)
+    if claimed is not None:
+        return replay(claimed, scope[1] if scope else "")
     if route == "polling":
         return PollAnswer(answer, document)
     return json_answer(answer, status)

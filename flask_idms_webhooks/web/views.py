@@ -66,7 +66,7 @@ __all__ = ["blp"]
 @blp.errorhandler(StoreUnavailable)
 def store_unavailable(error: StoreUnavailable) -> Response:
     current_app.logger.warning("idms-webhooks: Redis unavailable: %s", error)
-    return store_unavailable_answer()
+    return store_unavailable_answer(error)
 
 
 @blp.errorhandler(UnicodeDecodeError)

@@ -1,0 +1,69 @@
+"""The Redis keys of the job store (``idms:`` prefix).
+
+- ``job:{id}``    the live status document (JSON), while queued or running;
+- ``result:{id}`` the sealed final document, written once (``SET NX``), kept ``result_ttl``;
+- ``hb:{id}``     the heartbeat of a running job (expires when its worker stops beating);
+- ``cancel:{id}`` a cancellation request (when it was asked);
+- ``running``     a sorted set of running job ids (the reaper's work list);
+- ``queued``      a sorted set of queued job ids, by dispatch time (the reaper's other list);
+- ``history:{task}`` a sorted set of a task's job ids by creation time;
+- ``errors:{id}`` a list of the job's row errors (JSON), up to ``MAX_STORED_ROW_ERRORS``;
+- ``idem:{task}:{route}:{hash}`` an ``Idempotency-Key`` claim;
+- ``dispatch:{id}`` once a job was dispatched again: its current RQ job id (``rq``), how
+  many times it was dispatched (``starts``) and the RQ job id that started (``started``);
+  without it a job has its first dispatch, RQ job id = job id;
+- ``suspect:{id}`` when a job was first seen without a sign of life (no heartbeat while
+  running, or taken off the queue and not started): a live worker clears it;
+- ``chained:{id}`` the chained jobs a finished job starts (claimed once, then created).
+"""
+
+from __future__ import annotations
+
+PREFIX = "idms:"
+
+
+class StoreKeys:
+    """The key of each record."""
+
+    RUNNING = PREFIX + "running"
+    QUEUED = PREFIX + "queued"
+
+    @staticmethod
+    def live_key(job_id: str) -> str:
+        return f"{PREFIX}job:{job_id}"
+
+    @staticmethod
+    def result_key(job_id: str) -> str:
+        return f"{PREFIX}result:{job_id}"
+
+    @staticmethod
+    def heartbeat_key(job_id: str) -> str:
+        return f"{PREFIX}hb:{job_id}"
+
+    @staticmethod
+    def cancel_key(job_id: str) -> str:
+        return f"{PREFIX}cancel:{job_id}"
+
+    @staticmethod
+    def errors_key(job_id: str) -> str:
+        return f"{PREFIX}errors:{job_id}"
+
+    @staticmethod
+    def history_key(task_id: str) -> str:
+        return f"{PREFIX}history:{task_id}"
+
+    @staticmethod
+    def dispatch_key(job_id: str) -> str:
+        return f"{PREFIX}dispatch:{job_id}"
+
+    @staticmethod
+    def suspect_key(job_id: str) -> str:
+        return f"{PREFIX}suspect:{job_id}"
+
+    @staticmethod
+    def chain_key(job_id: str) -> str:
+        return f"{PREFIX}chained:{job_id}"
+
+    @staticmethod
+    def claim_key(key: str) -> str:
+        return f"{PREFIX}idem:{key}"

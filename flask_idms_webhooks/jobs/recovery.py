@@ -1,0 +1,143 @@
+"""Recovery of jobs whose process ended without sealing them: the reaper's passes and
+what a worker does when its work-horse dies.
+
+A job is never left behind: a running one whose heartbeat stopped is sealed (``failed``,
+or ``cancelled`` if that was asked); a queued one that a worker took off the queue and
+never started (the worker died between RQ's dequeue and the task's start) is dispatched
+again, up to ``IDMS_WEBHOOKS_START_ATTEMPTS`` times, then sealed ``failed``. Nothing of
+such a job ran, so running it again is safe. RQ's own verdict on the dead dispatch (its
+intermediate-list cleanup, its abandoned-job cleanup) is left to RQ: the job is no longer
+that RQ job.
+"""
+
+from __future__ import annotations
+
+import time
+
+from .documents import (
+    CANCELLED,
+    CANCELLED_BY_REQUEST,
+    IN_PROGRESS,
+    QUEUED,
+    WORKER_DIED,
+    Cause,
+    JobDocument,
+    utc_now,
+)
+from .lifecycle import JobManager, rq_job_id
+from .store import loads
+
+__all__ = ["Recovery"]
+
+#: A cancelled job whose process was killed (it did not stop itself in time).
+CANCEL_FORCED: Cause = (
+    "Cancelled",
+    "Cancelled by request; its process was stopped after not stopping itself in time, so "
+    "its counts may lag the rows it wrote.",
+)
+
+
+def not_started(starts: int) -> Cause:
+    return (
+        "NotStarted",
+        f"The task never started: the worker that took this job ended before it began, "
+        f"{starts} time(s).",
+    )
+
+
+class Recovery:
+    """The reaper's passes and the recovery of a job whose process died."""
+
+    def __init__(self, jobs: JobManager) -> None:
+        self.jobs = jobs
+        self.store = jobs.store
+
+    def reap(self) -> int:
+        """One pass: seal every running job presumed dead, dispatch again every queued
+        job taken and not started; answers how many jobs it handled."""
+        handled = 0
+        for job_id, beating in self.store.running():
+            if not beating and self.jobs.presumed_dead(job_id):
+                self.seal_abandoned(job_id, WORKER_DIED)
+                handled += 1
+        return handled + self.reap_queued()
+
+    def reap_queued(self) -> int:
+        """Dispatch again the queued jobs that left RQ's queue and have not started for a
+        heartbeat timeout since first seen so."""
+        now = time.time()
+        due = self.store.queued(due_by=now)
+        if not due:
+            return 0
+        waiting = self.store.waiting(self.jobs.queue.key)
+        handled = 0
+        for job_id in due:
+            if job_id in waiting:
+                continue
+            rq_id, starts, started, live = self.store.dispatch(job_id)
+            if rq_id in waiting:
+                continue
+            if started or not live:
+                self.store.forget_queued(job_id)
+                continue
+            if now - self.store.suspected_since(job_id) >= self.jobs.settings.heartbeat_timeout:
+                self.dispatch_again(job_id, rq_id, starts)
+                handled += 1
+        return handled
+
+    def dispatch_again(
+        self, job_id: str, rq_id: str, starts: int, *, patient: bool = False
+    ) -> None:
+        """A queued job whose dispatch ``rq_id`` died before its task started: on the
+        queue again, or sealed ``failed`` once it has had its start attempts."""
+        jobs = self.jobs
+        live = self.store.live(job_id)
+        if live is None:
+            self.store.forget_queued(job_id)
+            return
+        document: JobDocument = loads(live)
+        task = jobs.tasks.get(document["TaskId"])
+        if self.store.cancel_requested(job_id):
+            jobs.seal(document, CANCELLED, CANCELLED_BY_REQUEST, patient=patient)
+            return
+        if task is None or starts >= jobs.settings.start_attempts:
+            jobs.seal_failed(document, not_started(starts), patient=patient)
+            return
+        document["StatusDescription"] = (
+            f"Queued again (start attempt {starts + 1} of {jobs.settings.start_attempts}): "
+            "its worker ended before the task started"
+        )
+        document["UpdatedOn"] = utc_now()
+        new_rq = rq_job_id(job_id, starts + 1)
+        self.store.redispatch(
+            document,
+            rq_id,
+            new_rq,
+            starts + 1,
+            jobs.enqueuer(task, job_id, new_rq),
+            due=time.time(),
+            intermediate_key=jobs.queue.intermediate_queue_key,
+        )
+
+    def seal_abandoned(
+        self, job_id: str, cause: Cause, rq_id: str | None = None, *, patient: bool = False
+    ) -> None:
+        """A job whose process ended without sealing it: dispatched again if its task had
+        not started (``rq_id``: the dispatch that died, when the caller knows it), sealed
+        ``cancelled`` if a cancel was asked, else ``failed``. The worker that saw its
+        work-horse die is ``patient``; the reaper tries once a pass."""
+        store = self.store
+        live = store.live(job_id)
+        if live is None:
+            store.forget_running(job_id)
+            return
+        document: JobDocument = loads(live)
+        if document["Status"] == QUEUED:
+            current, starts, started, _ = store.dispatch(job_id)
+            if rq_id is not None and current == rq_id and not started:
+                self.dispatch_again(job_id, rq_id, starts, patient=patient)
+            return
+        if store.cancel_requested(job_id):
+            self.jobs.seal(document, CANCELLED, CANCEL_FORCED, patient=patient)
+        elif document["Status"] == IN_PROGRESS:
+            self.jobs.seal_failed(document, cause, patient=patient)

@@ -1,0 +1,311 @@
+"""Truth under faults, with real processes: Redis paused, killed, restarted and full;
+workers and work-horses killed at any instant. Every accepted job ends sealed with what
+really happened; every 503 says what is known of its effect."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+import redis
+
+from flask_idms_webhooks.redis_server import PrivateRedis, free_port
+from flask_idms_webhooks.state import state_of
+from flask_idms_webhooks.worker import make_worker
+from tests.helpers import ADMIN, poll_path, wait_for
+
+BODY = {"QueryParameters": {"Count": 1}}
+
+
+@contextmanager
+def paused(server: PrivateRedis) -> Iterator[None]:
+    """Redis stopped (SIGSTOP) for the block: it keeps what was written to its socket
+    and runs it when it resumes (SIGCONT)."""
+    assert server.process is not None
+    os.kill(server.process.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(server.process.pid, signal.SIGCONT)
+
+
+def webhook(app: Any) -> Callable[..., Any]:
+    """POST the polling webhook of task ``count`` (with an ``Idempotency-Key`` if given)."""
+    state = state_of(app)
+    client = app.test_client()
+    key = state.credentials.task_key(state.tasks["count"])
+
+    def post(idempotency_key: str | None = None) -> Any:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return client.post(f"/idms/tasks/count/jobs?key={key}", json=BODY, headers=headers)
+
+    return post
+
+
+def jobs_of(app: Any) -> int:
+    return state_of(app).store.history("count", 0, 100)[0]
+
+
+def test_a_503_after_the_writes_were_sent_says_the_job_may_exist(make_app, stallable_redis):
+    """Reproduction 2: Redis paused past the client's timeout. The trigger's transaction
+    is on the socket, Redis runs it on resume: the 503 must not say "nothing started"; it
+    carries the job it tried to create, and a poll there finds it."""
+    app = make_app(IDMS_WEBHOOKS_REDIS_URL=stallable_redis.url, IDMS_WEBHOOKS_REDIS_TIMEOUT=0.3)
+    post = webhook(app)
+    assert post().status_code == 202  # a connection is open: the pause hits a sent request
+    with paused(stallable_redis):
+        answer = post()
+    assert answer.status_code == 503
+    assert int(answer.headers["Retry-After"]) > 0
+    body = answer.get_json()
+    assert body["Outcome"] == "Unknown"
+    assert "may have started" in body["message"]
+    poll = app.test_client().get(poll_path(body["PollingUrl"]))
+    assert poll.status_code == 202
+    assert poll.get_json()["ExecuteId"] == body["ExecuteId"]
+    assert jobs_of(app) == 2
+
+
+def test_retrying_a_503_with_its_idempotency_key_ends_with_one_job_that_polls(
+    make_app, stallable_redis, monkeypatch
+):
+    """Reproduction 3: the claim and the job land together or not at all, so the retry a
+    503 asks for replays the first answer, and its Location works (no ghost key). Redis
+    pauses once before anything is sent (nothing started), once with the transaction on
+    the socket (it runs on resume)."""
+    app = make_app(IDMS_WEBHOOKS_REDIS_URL=stallable_redis.url, IDMS_WEBHOOKS_REDIS_TIMEOUT=0.3)
+    store = state_of(app).store
+    post = webhook(app)
+    assert post().status_code == 202
+    with paused(stallable_redis):
+        before = post("before")
+    assert (before.status_code, before.get_json()["Outcome"]) == (503, "NotStarted")
+
+    real_write = store._write_new
+
+    def pause_before_the_transaction(*args: Any, **kwargs: Any) -> None:
+        real_write(*args, **kwargs)
+        os.kill(stallable_redis.process.pid, signal.SIGSTOP)
+
+    monkeypatch.setattr(store, "_write_new", pause_before_the_transaction)
+    try:
+        during = post("during")
+    finally:
+        os.kill(stallable_redis.process.pid, signal.SIGCONT)
+    monkeypatch.undo()
+    assert (during.status_code, during.get_json()["Outcome"]) == (503, "Unknown")
+
+    for lost in ("before", "during"):
+        retry = post(lost)
+        assert retry.status_code == 202
+        assert post(lost).get_json() == retry.get_json()
+        poll = app.test_client().get(poll_path(retry.headers["Location"]))
+        assert poll.status_code == 202
+    assert post("during").get_json()["ExecuteId"] == during.get_json()["ExecuteId"]
+    assert jobs_of(app) == 1 + 2
+
+
+def test_a_503_when_redis_is_unreachable_says_nothing_started(make_app):
+    app = make_app(IDMS_WEBHOOKS_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    answer = webhook(app)("key-1")
+    assert answer.status_code == 503
+    body = answer.get_json()
+    assert body["Outcome"] == "NotStarted"
+    assert "ExecuteId" not in body
+    assert "nothing changed" in body["message"]
+
+
+def test_redis_out_of_memory_is_a_503_not_a_500_and_writes_nothing(make_app, stallable_redis):
+    """Reproduction 5 (web side): Redis at maxmemory with noeviction refuses writes."""
+    app = make_app(IDMS_WEBHOOKS_REDIS_URL=stallable_redis.url)
+    post = webhook(app)
+    first = post()
+    assert first.status_code == 202
+    admin = redis.Redis.from_url(stallable_redis.url)
+    admin.config_set("maxmemory", 1)
+    try:
+        for idempotency_key in (None, "full"):
+            answer = post(idempotency_key)
+            assert answer.status_code == 503, answer.get_data(as_text=True)
+            assert answer.get_json()["Outcome"] == "NotStarted"
+            assert int(answer.headers["Retry-After"]) > 0
+        assert app.test_client().get(poll_path(first.headers["Location"])).status_code == 202
+    finally:
+        admin.config_set("maxmemory", 0)
+    assert jobs_of(app) == 1
+    assert post("full").status_code == 202
+    wait_for(lambda: jobs_of(app) == 2)
+
+
+# -- workers that die ---------------------------------------------------------------------
+def document_of(app: Any, answer: Any) -> dict[str, Any]:
+    return app.test_client().get(poll_path(answer.headers["Location"])).get_json()
+
+
+def sealed(app: Any, answer: Any, timeout: float = 30.0) -> dict[str, Any]:
+    """The job's document once it is sealed (fails the test if it is not in time)."""
+    return wait_for(
+        lambda: (doc := document_of(app, answer))["CompletedOn"] is not None and doc,
+        timeout=timeout,
+    )
+
+
+def test_a_job_taken_by_a_worker_that_died_before_starting_it_runs_again(app, state, start_worker):
+    """Reproduction 1: a worker took the job off the queue (RQ moved it to its
+    intermediate list) and died before the task started. The reaper finds it and
+    dispatches it again; it runs once and succeeds (RQ alone would fail it after ten
+    minutes, or never with no worker doing maintenance)."""
+    answer = webhook(app)()
+    taken = state.queue.dequeue_any([state.queue], None, connection=state.redis)
+    assert taken is not None  # the job is now in RQ's intermediate list, and no one runs it
+    assert state.redis.lrange(state.queue.intermediate_queue_key, 0, -1)
+    start_worker()
+    final = sealed(app, answer)
+    assert (final["Status"], final["ProcessedCount"], final["Error"]) == ("succeeded", 1, None)
+    assert not state.redis.lrange(state.queue.intermediate_queue_key, 0, -1)
+
+
+def test_a_stopped_idle_worker_killed_after_a_trigger_leaves_no_job_behind(
+    app, state, start_worker
+):
+    """An idle worker blocked in RQ's dequeue is stopped (SIGSTOP): Redis still hands it
+    the next job. Killed then, it never starts it; another worker's reaper runs it."""
+    idle = start_worker()
+    wait_for(lambda: state.redis.keys("rq:worker:*"))
+    os.killpg(idle.process.pid, signal.SIGSTOP)
+    answer = webhook(app)()
+    wait_for(lambda: state.redis.lrange(state.queue.intermediate_queue_key, 0, -1))
+    os.killpg(idle.process.pid, signal.SIGKILL)
+    idle.process.wait()
+    start_worker()
+    final = sealed(app, answer)
+    assert (final["Status"], final["ProcessedCount"]) == ("succeeded", 1)
+
+
+def test_a_job_whose_start_attempts_all_died_ends_failed_not_started(make_app):
+    app = make_app(IDMS_WEBHOOKS_START_ATTEMPTS=2, IDMS_WEBHOOKS_HEARTBEAT_TIMEOUT=1)
+    state = state_of(app)
+    answer = webhook(app)()
+    for _ in range(2):  # each dispatch is taken, and its worker dies
+        wait_for(lambda: state.queue.dequeue_any([state.queue], None, connection=state.redis))
+        wait_for(lambda: state.recovery.reap(), interval=0.2)
+    final = document_of(app, answer)
+    assert final["Status"] == "failed"
+    assert final["Error"]["Type"] == "NotStarted"
+    assert "2 time(s)" in final["Error"]["Message"]
+    assert state.queue.count == 0
+
+
+def test_a_redis_restart_mid_job_ends_succeeded_with_its_true_counts(
+    make_app, stallable_redis, start_worker
+):
+    """Reproduction 4: Redis killed (kill -9, AOF everysec) mid-job and back 3 s later:
+    the worker rides it out and the job ends succeeded with every row counted."""
+    app = make_app(IDMS_WEBHOOKS_REDIS_URL=stallable_redis.url)
+    start_worker(IDMS_WEBHOOKS_REDIS_URL=stallable_redis.url, IDMS_WEBHOOKS_STORE_OUTAGE="60")
+    client = app.test_client()
+    key = state_of(app).credentials.task_key(state_of(app).tasks["count"])
+    answer = client.post(
+        f"/idms/tasks/count/jobs?key={key}",
+        json={"QueryParameters": {"Count": 60, "Delay": 0.1}},
+    )
+    wait_for(lambda: document_of(app, answer)["ProcessedCount"] >= 10)
+    assert stallable_redis.process is not None
+    stallable_redis.process.kill()
+    stallable_redis.process.wait()
+    time.sleep(3)
+    stallable_redis.start()  # same port, same directory: it reloads its AOF
+    final = sealed(app, answer, timeout=60)
+    assert (final["Status"], final["ProcessedCount"], final["Error"]) == ("succeeded", 60, None)
+
+
+def test_a_worker_outlives_redis_out_of_memory_and_serves_when_it_is_back(
+    make_app, stallable_redis, start_worker
+):
+    """Reproduction 5 (workers): RQ's worker quits on Redis's OOM answer; ours waits and
+    serves the queued job once memory is freed."""
+    app = make_app(IDMS_WEBHOOKS_REDIS_URL=stallable_redis.url)
+    answer = webhook(app)()
+    admin = redis.Redis.from_url(stallable_redis.url)
+    admin.config_set("maxmemory", 1)
+    try:
+        worker = start_worker(IDMS_WEBHOOKS_REDIS_URL=stallable_redis.url)
+        wait_for(lambda: "maxmemory" in worker.log.read_text())
+        time.sleep(1)
+        assert worker.process.poll() is None, worker.log.read_text()[-2000:]
+    finally:
+        admin.config_set("maxmemory", 0)
+    final = sealed(app, answer)
+    assert (final["Status"], final["ProcessedCount"]) == ("succeeded", 1)
+
+
+def marker_jobs(app: Any, count: int, mark: str) -> Any:
+    state = state_of(app)
+    key = state.credentials.task_key(state.tasks["marker"])
+    return app.test_client().post(
+        f"/idms/tasks/marker/jobs?key={key}",
+        json={"QueryParameters": {"Count": count, "Mark": mark}},
+    )
+
+
+def test_a_cancel_racing_the_start_seals_what_really_happened(app, state):
+    """Reproduction 6: DELETE reads the job while queued, as a worker starts it. The
+    sealed document must match what ran: cancelled with the rows it wrote (0 only if it
+    never ran), no chained child for a cancelled job; else succeeded, child started."""
+    client = app.test_client()
+    outcomes = set()
+    for attempt in range(12):
+        mark = f"mark-{attempt}"
+        answer = marker_jobs(app, 30, mark)
+        job_id = answer.get_json()["ExecuteId"]
+        cancel = threading.Timer(
+            0.002 * attempt,
+            lambda job_id=job_id: client.delete(f"/idms/jobs/{job_id}", headers=ADMIN),
+        )
+        cancel.start()
+        make_worker(app, simple=True).work(burst=True, logging_level="ERROR")
+        cancel.join(30)
+        make_worker(app, simple=True).work(burst=True, logging_level="ERROR")  # any child
+        final = document_of(app, answer)
+        written = state.redis.llen(mark)
+        assert final["CompletedOn"] is not None
+        assert final["ProcessedCount"] == final["UpdatedCount"] == written, final
+        children = [entry for entry in final["Chain"] if entry["ExecuteId"]]
+        if final["Status"] == "cancelled":
+            assert children == []
+        else:
+            assert final["Status"] == "succeeded" and written == 30 and len(children) == 1
+        outcomes.add((final["Status"], 0 < written < 30))
+    assert ("cancelled", False) in outcomes or ("cancelled", True) in outcomes
+
+
+def test_a_horse_killed_between_its_chain_and_its_seal_keeps_its_children(app, state, monkeypatch):
+    """Reproduction 7: the work-horse dies after starting its on_success children and
+    before sealing (here: after claiming them, before creating the second one). The
+    reaper seals the parent with those children in its Chain, and creates the missing
+    one."""
+    answer = marker_jobs(app, 2, "chain")
+    real_create = state.store.create_once
+
+    def die_after_the_first(*args: Any, **kwargs: Any) -> bool:
+        monkeypatch.setattr(state.store, "create_once", real_create)
+        raise SystemExit("the work-horse died")
+
+    monkeypatch.setattr(state.store, "create_once", die_after_the_first)
+    job_id = answer.get_json()["ExecuteId"]
+    with app.app_context(), suppress(SystemExit):
+        state.jobs.run(job_id, job_id)
+    state.redis.delete(state.store.heartbeat_key(job_id))
+    state.redis.set(state.store.suspect_key(job_id), str(time.time() - 60))
+    assert state.recovery.reap() == 1
+    final = document_of(app, answer)
+    assert final["Status"] == "failed"
+    (entry,) = final["Chain"]
+    assert entry["TaskId"] == "child" and entry["ExecuteId"]
+    child = app.test_client().get(poll_path(entry["PollingUrl"]))
+    assert child.status_code == 202
