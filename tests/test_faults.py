@@ -176,7 +176,12 @@ def test_a_stopped_idle_worker_killed_after_a_trigger_leaves_no_job_behind(
     """An idle worker blocked in RQ's dequeue is stopped (SIGSTOP): Redis still hands it
     the next job. Killed then, it never starts it; another worker's reaper runs it."""
     idle = start_worker()
-    wait_for(lambda: state.redis.keys("rq:worker:*"))
+    wait_for(
+        lambda: any(
+            state.redis.hget(key, "state") == b"idle" for key in state.redis.keys("rq:worker:*")
+        )
+    )
+    time.sleep(0.5)  # from idle to blocked in RQ's BLMOVE
     os.killpg(idle.process.pid, signal.SIGSTOP)
     answer = webhook(app)()
     wait_for(lambda: state.redis.lrange(state.queue.intermediate_queue_key, 0, -1))
