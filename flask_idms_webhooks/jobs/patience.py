@@ -34,7 +34,8 @@ def patiently(outage: float, call: Callable[[], R]) -> R:
     seconds; then that error is raised."""
     retrying = tenacity.Retrying(
         stop=tenacity.stop_after_delay(outage),
-        wait=tenacity.wait_exponential_jitter(initial=0.1, max=MAX_WAIT),
+        # 0.1 s, doubling, at most MAX_WAIT, plus up to 0.1 s of jitter
+        wait=tenacity.wait_exponential(multiplier=0.1, max=MAX_WAIT) + tenacity.wait_random(0, 0.1),
         retry=tenacity.retry_if_exception_type(StoreUnavailable),
         before_sleep=_log_wait,
         reraise=True,
