@@ -18,7 +18,7 @@ from .cli import cli
 from .config import EXTENSION_KEY, Settings
 from .errors import ConfigurationError, TaskLoadError
 from .iupdate.connections import Connections
-from .jobs.redis import web_redis
+from .jobs.redis import warn_if_evicting, web_redis
 from .model.parameters import QueryParameterSet
 from .model.reporting import Handler
 from .model.tasks import TASK_ID, Chain, FilterRow, Task, chain_errors
@@ -143,6 +143,7 @@ class IdmsWebhooks:
             connections=connections,
         )
         app.extensions[EXTENSION_KEY] = state
+        warn_if_evicting(state.redis, "idms-webhooks (web)")
         if not state.credentials.admin_configured:
             logger.warning(
                 "IDMS_WEBHOOKS_ADMIN_TOKEN is not set: the admin routes answer 401 to everyone."

@@ -16,7 +16,7 @@ from rq.serializers import JSONSerializer
 from .errors import StoreUnavailable
 from .jobs.documents import HORSE_DIED
 from .jobs.patience import patiently
-from .jobs.redis import queue_for, worker_redis
+from .jobs.redis import queue_for, warn_if_evicting, worker_redis
 from .jobs.store import is_store_error
 from .state import WebhooksState, state_of
 
@@ -195,6 +195,7 @@ def make_worker(
     # job that ignores its cancel soon after the grace.
     options.setdefault("job_monitoring_interval", max(1, min(30, state.settings.cancel_grace // 3)))
     worker = cls([queue], connection=connection, serializer=JSONSerializer, **options)
+    warn_if_evicting(connection, "idms-webhooks worker")
     worker.app = app
     return worker
 

@@ -314,3 +314,58 @@ def test_a_horse_killed_between_its_chain_and_its_seal_keeps_its_children(app, s
     assert entry["TaskId"] == "child" and entry["ExecuteId"]
     child = app.test_client().get(poll_path(entry["PollingUrl"]))
     assert child.status_code == 202
+
+
+def test_an_evicting_redis_is_warned_about_loudly_by_the_web_side_and_the_worker(
+    make_app, stallable_redis, caplog
+):
+    """A Redis that may evict keys would lose records and queued jobs silently: both
+    sides say so at start. Where CONFIG is refused (a managed Redis), nothing is said."""
+    admin = redis.Redis.from_url(stallable_redis.url)
+    admin.config_set("maxmemory-policy", "allkeys-lru")
+    try:
+        with caplog.at_level("WARNING", logger="flask_idms_webhooks"):
+            app = make_app(IDMS_WEBHOOKS_REDIS_URL=stallable_redis.url)
+            make_worker(app)
+        warnings = [r.getMessage() for r in caplog.records if "maxmemory-policy" in r.getMessage()]
+        assert len(warnings) == 2
+        assert all("'allkeys-lru'" in w and "silently delete" in w for w in warnings)
+
+        admin.execute_command(
+            "ACL", "SETUSER", "managed", "on", ">pw", "~*", "&*", "+@all", "-config"
+        )
+        caplog.clear()
+        host = stallable_redis.url.removeprefix("redis://")
+        with caplog.at_level("WARNING", logger="flask_idms_webhooks"):
+            managed = make_app(IDMS_WEBHOOKS_REDIS_URL=f"redis://managed:pw@{host}")
+            make_worker(managed)
+            assert webhook(managed)().status_code == 202
+        assert not [r for r in caplog.records if "maxmemory-policy" in r.getMessage()]
+    finally:
+        admin.config_set("maxmemory-policy", "noeviction")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="flask_idms_webhooks"):
+        make_app(IDMS_WEBHOOKS_REDIS_URL=stallable_redis.url)
+    assert not [r for r in caplog.records if "maxmemory-policy" in r.getMessage()]
+
+
+def test_a_running_job_that_ignores_its_cancel_is_killed_after_the_grace(app, state, start_worker):
+    """A task that never checks for a cancel (it blocks) is stopped by its worker once
+    IDMS_WEBHOOKS_CANCEL_GRACE has passed; its record says its counts may lag."""
+    start_worker(IDMS_WEBHOOKS_CANCEL_GRACE="2")
+    key = state.credentials.task_key(state.tasks["sleep"])
+    client = app.test_client()
+    answer = client.post(
+        f"/idms/tasks/sleep/jobs?key={key}", json={"QueryParameters": {"Seconds": 60}}
+    )
+    wait_for(lambda: document_of(app, answer)["Status"] == "in progress")
+    asked = time.monotonic()
+    cancel = client.delete(f"/idms/jobs/{answer.get_json()['ExecuteId']}", headers=ADMIN)
+    assert cancel.status_code == 202
+    assert cancel.get_json()["StatusDescription"] == "Cancellation requested"
+    assert document_of(app, answer)["Status"] == "in progress"  # not killed at once
+    final = sealed(app, answer, timeout=20)
+    assert time.monotonic() - asked >= 2
+    assert final["Status"] == "cancelled"
+    assert "counts may lag" in final["Error"]["Message"]
+    assert final["Chain"] == []

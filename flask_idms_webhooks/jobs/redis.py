@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
+import logging
 from typing import Any
 
 import redis
@@ -51,6 +52,30 @@ def worker_redis(url: str) -> redis.Redis:
     return redis.Redis.from_url(
         url, socket_connect_timeout=5, health_check_interval=30, **client_identity()
     )
+
+
+logger = logging.getLogger("flask_idms_webhooks")
+
+
+def warn_if_evicting(connection: redis.Redis, side: str) -> str | None:
+    """Log a loud warning when Redis may evict keys (``maxmemory-policy`` other than
+    ``noeviction``): job records and queued jobs would then vanish without a trace when
+    memory fills. Answers the policy; None, and nothing said, where ``CONFIG GET`` is
+    refused (a managed Redis) or Redis cannot be reached now."""
+    try:
+        found = connection.config_get("maxmemory-policy")
+    except redis.RedisError:
+        return None
+    policy = str(found.get("maxmemory-policy", "")) if isinstance(found, dict) else ""
+    if policy and policy != "noeviction":
+        logger.warning(
+            "%s: Redis maxmemory-policy is %r, not 'noeviction': when its memory fills, Redis "
+            "will silently delete job records and queued jobs. Set `maxmemory-policy "
+            "noeviction` (then a full Redis refuses new jobs with a 503 instead).",
+            side,
+            policy,
+        )
+    return policy or None
 
 
 def queue_for(connection: redis.Redis, name: str) -> Queue:
