@@ -7,6 +7,7 @@ from .errors import (
     ParameterError,
     StoreUnavailable,
     TaskLoadError,
+    TransientError,
 )
 from .extension import IdmsWebhooks
 from .jobs.context import JobContext
@@ -26,4 +27,5 @@ __all__ = [
     "StoreUnavailable",
     "Task",
     "TaskLoadError",
+    "TransientError",
 ]

@@ -30,7 +30,12 @@ def cli() -> None:
 @click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
 @click.option("--name", default=None, help="Worker name (default: RQ's).")
 @click.option("--simple", is_flag=True, help="Run jobs in the worker process (no fork).")
-@click.option("--with-scheduler", is_flag=True, help="Also run RQ's scheduler.")
+@click.option(
+    "--with-scheduler/--without-scheduler",
+    default=True,
+    show_default=True,
+    help="Run RQ's scheduler too (it queues delayed retries when they are due).",
+)
 @click.option("--logging-level", default="INFO", show_default=True, help="Log level of the worker.")
 @click.option("--max-jobs", type=int, default=None, help="Stop after this many jobs.")
 @with_appcontext

@@ -38,6 +38,11 @@ class ParameterError(IdmsWebhooksError):
         self.errors = errors
 
 
+class TransientError(IdmsWebhooksError):
+    """A failure a later attempt may not meet: the source or target could not be reached
+    (after the client's own retries). A task with ``retries`` is run again after it."""
+
+
 class JobCancelled(IdmsWebhooksError):
     """Raised inside a running task when its job was cancelled; ends the job ``cancelled``."""
 

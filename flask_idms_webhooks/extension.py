@@ -21,7 +21,7 @@ from .iupdate.connections import Connections
 from .jobs.redis import warn_if_evicting, web_redis
 from .model.parameters import QueryParameterSet
 from .model.reporting import Handler
-from .model.tasks import TASK_ID, Chain, FilterRow, Task, chain_errors
+from .model.tasks import DEFAULT_RETRY_DELAYS, TASK_ID, Chain, FilterRow, Task, chain_errors
 from .security import AdminCheck, Credentials
 from .state import WebhooksState
 from .taskfile import load_task_file
@@ -65,6 +65,9 @@ class IdmsWebhooks:
         if task.id in self._python_tasks:
             raise TaskLoadError("registered twice", task=task.id, key="id")
         QueryParameterSet(task.filters)  # a bad filter list fails here, not on first request
+        problem = task.retry_problem()
+        if problem is not None:
+            raise TaskLoadError(problem, task=task.id, key="retries")
         self._python_tasks[task.id] = task
         return task
 
@@ -81,6 +84,9 @@ class IdmsWebhooks:
         key_version: int = 1,
         on_success: Iterable[str] = (),
         on_failure: Iterable[str] = (),
+        retries: int = 0,
+        retry_delays: Iterable[int] = DEFAULT_RETRY_DELAYS,
+        idempotent: bool = False,
     ) -> Callable[[H], H]:
         """Decorator: the function becomes a task's work, called with the resolved
         QueryParameters and a :class:`~flask_idms_webhooks.JobContext`."""
@@ -98,6 +104,9 @@ class IdmsWebhooks:
                     retry_after=retry_after,
                     key=key,
                     key_version=key_version,
+                    retries=retries,
+                    retry_delays=tuple(retry_delays),
+                    idempotent=idempotent,
                     chain=Chain(on_success=tuple(on_success), on_failure=tuple(on_failure)),
                 )
             )

@@ -20,6 +20,7 @@ from .iupdate.engine import IUpdate
 from .model.parameters import QueryParameterSet
 from .model.reporting import Handler
 from .model.tasks import (
+    DEFAULT_RETRY_DELAYS,
     TASK_ID,
     Action,
     Chain,
@@ -37,7 +38,7 @@ E = TypeVar("E", Prompt, Operator, DataType, Action)
 
 TASK_KEYS = {
     "id", "name", "description", "key", "key_version", "timeout", "retry_after",
-    "handler", "source", "target", "chain",
+    "handler", "source", "target", "chain", "retries", "retry_delays", "idempotent",
 }  # fmt: skip
 SOURCE_KEYS = {"connection", "query", "page_size", "filters"}
 TARGET_KEYS = {
@@ -245,7 +246,10 @@ class _TaskReader:
             QueryParameterSet(filters)
         except TaskLoadError as error:
             raise self.fail(error.detail, error.key or "source.filters") from None
-        return Task(
+        retries = table.get("retries", 0)
+        if isinstance(retries, bool) or not isinstance(retries, int):
+            raise self.fail(f"must be a whole number from 0, got {retries!r}", "retries")
+        task = Task(
             id=table["id"],
             handler=handler,
             name=str(table.get("name", table["id"])),
@@ -259,7 +263,23 @@ class _TaskReader:
             target=target,
             chain=chain,
             connections=connections,
+            retries=retries,
+            retry_delays=self.durations("retry_delays") or DEFAULT_RETRY_DELAYS,
+            idempotent=self.flag(table, "idempotent", "idempotent"),
         )
+        problem = task.retry_problem()
+        if problem is not None:
+            raise self.fail(problem, "retries")
+        return task
+
+    def durations(self, key: str) -> tuple[int, ...]:
+        raw = self.table.get(key, [])
+        if not isinstance(raw, list) or (not raw and key in self.table):
+            raise self.fail('must be a list of durations, e.g. ["30s", "5m"]', key)
+        try:
+            return tuple(parse_duration(item) for item in raw)
+        except ValueError as error:
+            raise self.fail(str(error), key) from None
 
     def duration(self, key: str) -> int | None:
         if key not in self.table:

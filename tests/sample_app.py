@@ -12,7 +12,15 @@ from typing import Any
 import redis
 from flask import Flask, current_app
 
-from flask_idms_webhooks import DataType, FilterRow, IdmsWebhooks, JobContext, Operator, Prompt
+from flask_idms_webhooks import (
+    DataType,
+    FilterRow,
+    IdmsWebhooks,
+    JobContext,
+    Operator,
+    Prompt,
+    TransientError,
+)
 
 webhooks = IdmsWebhooks()
 
@@ -139,6 +147,29 @@ def marker(parameters: Mapping[str, Any], context: JobContext) -> None:
         context.check_cancelled()
         connection.rpush(parameters["Mark"], row)
         context.count(updated=1)
+
+
+@webhooks.task(
+    "flaky",
+    filters=[
+        ROW("Test", "FailTimes", type=DataType.INT32, prompt=Prompt.REQUIRED),
+        ROW("Test", "Mark", prompt=Prompt.REQUIRED),
+        ROW("Test", "Seconds", type=DataType.DOUBLE, default=0.0),
+    ],
+    retries=2,
+    retry_delays=[1],
+    idempotent=True,
+)
+def flaky(parameters: Mapping[str, Any], context: JobContext) -> None:
+    """Its target is unreachable on its first FailTimes runs (counted in Redis key Mark);
+    it then writes 3 rows."""
+    connection = redis.Redis.from_url(current_app.config["IDMS_WEBHOOKS_REDIS_URL"])
+    run = connection.incr(parameters["Mark"])
+    context.count(updated=1)
+    time.sleep(parameters["Seconds"])
+    if run <= parameters["FailTimes"]:
+        raise TransientError(f"the target could not be reached (run {run})")
+    context.count(updated=2)
 
 
 @webhooks.task("child", filters=[ROW("Test", "Count", type=DataType.INT32, prompt=Prompt.REQUIRED)])

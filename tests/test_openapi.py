@@ -23,7 +23,8 @@ JOB_FIELDS = {
     "ExecuteId", "TaskId", "Status", "StatusDescription", "Success", "PercentComplete",
     "RowCount", "ProcessedCount", "InsertedCount", "UpdatedCount", "SkippedCount",
     "ErrorCount", "DeletedCount", "Errors", "QueryParameters", "CreatedOn", "StartedOn",
-    "UpdatedOn", "CompletedOn", "PollingUrl", "RetryAfter", "Chain", "Error",
+    "UpdatedOn", "CompletedOn", "PollingUrl", "RetryAfter", "Chain", "Error", "Attempt",
+    "Attempts",
 }  # fmt: skip
 
 

@@ -7,7 +7,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..errors import IdmsWebhooksError
+from ..errors import IdmsWebhooksError, TransientError
 from ..model.tasks import FilterRow
 
 #: One source row: column name -> value (None for an absent value).
@@ -45,6 +45,14 @@ class RowWriteError(IdmsWebhooksError):
 
 class TargetUnavailable(IdmsWebhooksError):
     """The target cannot be reached at all (after retries): the job fails."""
+
+
+class SourceUnreachable(SourceReadError, TransientError):
+    """The source could not be reached (a later attempt may read it)."""
+
+
+class TargetUnreachable(TargetUnavailable, TransientError):
+    """The target could not be reached (a later attempt may write to it)."""
 
 
 class SourceAdapter(Protocol):

@@ -40,7 +40,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.types import UserDefinedType
 
 from ..model.tasks import DataType, Operator
-from .base import FilterValue, Page, SourceReadError
+from .base import FilterValue, Page, SourceReadError, SourceUnreachable
 
 #: Seconds a SQLite connection waits for another's write lock before failing.
 SQLITE_BUSY_TIMEOUT = 30
@@ -87,6 +87,20 @@ def where(engine: sa.Engine) -> str:
     if url.host:
         place = f" at {url.host}" + (f":{url.port}" if url.port else "")
     return f"{url.get_backend_name()} database {url.database or ':memory:'!r}{place}"
+
+
+def unreachable(error: BaseException) -> bool:
+    """Whether a database error means the database could not be reached (a connection
+    refused, dropped or timed out), not a statement it refused."""
+    if isinstance(error, sa_exc.TimeoutError):  # the pool's: no connection in time
+        return True
+    if not isinstance(error, sa_exc.DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    return isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError) and any(
+        word in str(error.orig).lower() for word in ("connect", "timeout", "timed out")
+    )
 
 
 def reason(error: BaseException, values: Iterable[Any] = ()) -> str:
@@ -196,7 +210,8 @@ class SqlSource:
                 for value in binds.values()
                 for item in (value if isinstance(value, list) else [value])
             ]
-            raise SourceReadError(
+            failure = SourceUnreachable if unreachable(error) else SourceReadError
+            raise failure(
                 f"cannot read the SQL source ({where(self.engine)}): {reason(error, values)}"
             ) from None
 

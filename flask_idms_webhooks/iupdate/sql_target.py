@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.types import NullType
 
-from .base import Record, RowWriteError, TargetUnavailable
-from .sql import SQLITE_WRITE, plain, reason, where
+from .base import Record, RowWriteError, TargetUnavailable, TargetUnreachable
+from .sql import SQLITE_WRITE, plain, reason, unreachable, where
 
 
 class SqlTarget:
@@ -60,7 +60,7 @@ class SqlTarget:
                     f"the target table {self.table_name!r} does not exist in {where(self.engine)}"
                 ) from None
             except sa_exc.SQLAlchemyError as error:
-                raise TargetUnavailable(
+                raise (TargetUnreachable if unreachable(error) else TargetUnavailable)(
                     f"cannot reach the target table {self.table_name!r} in"
                     f" {where(self.engine)}: {reason(error)}"
                 ) from None
@@ -82,7 +82,7 @@ class SqlTarget:
                 finally:
                     self._connection = None
         except sa_exc.SQLAlchemyError as error:
-            raise TargetUnavailable(
+            raise (TargetUnreachable if unreachable(error) else TargetUnavailable)(
                 f"cannot write to the target table {table.name!r} in {where(self.engine)}:"
                 f" {reason(error)}"
             ) from None
@@ -106,7 +106,8 @@ class SqlTarget:
                 finally:
                     self._in_row = False
         except sa_exc.DBAPIError as error:  # the savepoint itself failed
-            raise TargetUnavailable(f"{where(self.engine)}: {reason(error)}") from None
+            failure = TargetUnreachable if unreachable(error) else TargetUnavailable
+            raise failure(f"{where(self.engine)}: {reason(error)}") from None
 
     def find(self, criteria: Mapping[str, Any]) -> list[Record]:
         table = self.table

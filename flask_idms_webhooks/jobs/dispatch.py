@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import redis
 from redis.client import Pipeline
@@ -15,6 +15,19 @@ from redis.client import Pipeline
 from .codec import available, dumps, loads
 from .documents import JobDocument
 from .keys import StoreKeys
+
+
+class Dispatch(NamedTuple):
+    """A job's current dispatch: its RQ job id and number (from 1; RQ job id = job id for
+    the first), the start attempts of the current attempt, whether it started, and
+    whether the job's record still lives."""
+
+    rq_id: str
+    number: int
+    starts: int
+    started: bool = False
+    live: bool = True
+
 
 #: A process trims a task's history index once every this many jobs it creates.
 HISTORY_TRIM_EVERY = 64
@@ -37,9 +50,9 @@ class DispatchRecords(StoreKeys):
         body: bytes | None,
     ) -> None:
         job_id = document["ExecuteId"]
-        enqueue(pipe)
         if not pipe.explicit_transaction:
-            pipe.multi()
+            pipe.multi()  # before RQ's commands: a WATCHing pipeline runs them at once else
+        enqueue(pipe)
         now = time.time()
         history = self.history_key(document["TaskId"])
         pipe.set(self.live_key(job_id), body or dumps(document), ex=live_ttl)
@@ -107,14 +120,15 @@ class DispatchRecords(StoreKeys):
         return {item.decode() for item in cast(list[bytes], self.redis.lrange(queue_key, 0, -1))}
 
     @available
-    def dispatch(self, job_id: str) -> tuple[str, int, bool, bool]:
-        """(current RQ job id, times dispatched, started, record still live) of a job."""
+    def dispatch(self, job_id: str) -> Dispatch:
+        """The job's current dispatch (one round trip)."""
         with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(self.dispatch_key(job_id), "rq", "starts", "started")
+            pipe.hmget(self.dispatch_key(job_id), "rq", "n", "starts", "started")
             pipe.exists(self.live_key(job_id))
-            (rq_id, starts, started), live = pipe.execute()
-        return (
+            (rq_id, number, starts, started), live = pipe.execute()
+        return Dispatch(
             rq_id.decode() if rq_id else job_id,
+            int(number or 1),
             int(starts or 1),
             started is not None,
             bool(live),
@@ -137,17 +151,18 @@ class DispatchRecords(StoreKeys):
         self,
         document: JobDocument,
         expected_rq: str,
-        new_rq: str,
-        starts: int,
+        new: Dispatch,
         enqueue: Callable[[Pipeline], object],
         *,
         due: float,
         intermediate_key: str,
+        fresh_attempt: bool = False,
     ) -> bool:
-        """Dispatch a job again under ``new_rq`` (its record rewritten as ``document``),
-        only if ``expected_rq`` is still its current dispatch and it is not sealed;
-        answers whether it did. The old RQ id leaves RQ's intermediate list: whatever RQ
-        later decides about it, the job is no longer that one."""
+        """Dispatch a job again as ``new`` (its record rewritten as ``document``), only if
+        ``expected_rq`` is still its current dispatch and it is not sealed; answers whether
+        it did. The old RQ id leaves RQ's intermediate list: whatever RQ later decides
+        about it, the job is no longer that one. A ``fresh_attempt`` (a retry) drops the
+        row errors of the attempt that ended."""
         job_id = document["ExecuteId"]
         dispatch, live = self.dispatch_key(job_id), self.live_key(job_id)
         with self.redis.pipeline() as pipe:
@@ -159,13 +174,16 @@ class DispatchRecords(StoreKeys):
                     return False
                 if pipe.exists(self.result_key(job_id)):
                     return False
+                pipe.multi()
                 enqueue(pipe)
-                if not pipe.explicit_transaction:
-                    pipe.multi()
                 pipe.set(live, dumps(document), xx=True, keepttl=True)
                 pipe.delete(dispatch, self.heartbeat_key(job_id), self.suspect_key(job_id))
-                pipe.hset(dispatch, mapping={"rq": new_rq, "starts": starts})
+                pipe.hset(
+                    dispatch, mapping={"rq": new.rq_id, "n": new.number, "starts": new.starts}
+                )
                 pipe.expire(dispatch, ttl)
+                if fresh_attempt:
+                    pipe.delete(self.errors_key(job_id))
                 pipe.zrem(self.RUNNING, job_id)
                 pipe.zadd(self.QUEUED, {job_id: due})
                 pipe.lrem(intermediate_key, 0, expected_rq)

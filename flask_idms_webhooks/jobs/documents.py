@@ -39,6 +39,15 @@ class ChainEntry(TypedDict):
     Error: str | None
 
 
+class AttemptRecord(TypedDict):
+    """An earlier run of a job that was retried: when it ran and why it ended."""
+
+    Attempt: int
+    StartedOn: str | None
+    EndedOn: str
+    Error: JobError
+
+
 class JobDocument(TypedDict):
     """The job status document (HTTP-CONTRACT.md): what a poll answers, as stored."""
 
@@ -65,6 +74,10 @@ class JobDocument(TypedDict):
     RetryAfter: int
     Chain: list[ChainEntry]
     Error: JobError | None
+    #: The current run, from 1; the counts are this run's. (A record an earlier release
+    #: wrote has neither field: attempt 1, no earlier ones.)
+    Attempt: int
+    Attempts: list[AttemptRecord]
 
 
 #: Why a job ended other than by succeeding: (error type, message).
@@ -113,7 +126,51 @@ def new_document(
         "RetryAfter": retry_after,
         "Chain": [],
         "Error": None,
+        "Attempt": 1,
+        "Attempts": [],
     }
+
+
+def retried(document: JobDocument, cause: Cause, *, attempts: int, at: float) -> JobDocument:
+    """The document of a job to run again at ``at`` (epoch seconds) after its current
+    attempt ended with ``cause``: queued, the counts of the next attempt (none yet), the
+    ended attempt in ``Attempts``."""
+    attempt = int(document.get("Attempt", 1))
+    now = utc_now()
+    ended: AttemptRecord = {
+        "Attempt": attempt,
+        "StartedOn": document.get("StartedOn"),
+        "EndedOn": now,
+        "Error": {"Type": cause[0], "Message": cause[1]},
+    }
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+    fresh = document.copy()
+    fresh.update(
+        {
+            "Status": QUEUED,
+            "StatusDescription": (
+                f"Attempt {attempt} of {attempts} ended ({cause[0]}: {cause[1]}); "
+                f"retrying at {when}"
+            ),
+            "Success": None,
+            "PercentComplete": 0,
+            "RowCount": None,
+            "ProcessedCount": 0,
+            "InsertedCount": 0,
+            "UpdatedCount": 0,
+            "SkippedCount": 0,
+            "ErrorCount": 0,
+            "DeletedCount": 0,
+            "Errors": [],
+            "StartedOn": None,
+            "UpdatedOn": now,
+            "CompletedOn": None,
+            "Error": None,
+            "Attempt": attempt + 1,
+            "Attempts": [*document.get("Attempts", []), ended],
+        }
+    )
+    return fresh
 
 
 def finish(document: JobDocument, status: str, error: Cause | None = None) -> JobDocument:

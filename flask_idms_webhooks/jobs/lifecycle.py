@@ -7,11 +7,11 @@ The status document is built in ``documents.py``; a running task reports through
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol, TypedDict, TypeVar, cast
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar, cast
 
 from flask import current_app
 from redis.client import Pipeline
@@ -23,12 +23,14 @@ from ..errors import (
     ConfigurationError,
     JobCancelled,
     OutcomeUnknown,
-    ParameterError,
     StoreUnavailable,
+    TransientError,
 )
 from ..model.parameters import QueryParameterSet, ResolvedParameter
 from ..model.tasks import Task
+from .chain import ChainStarter
 from .context import Heartbeat, JobContext
+from .dispatch import Dispatch
 from .documents import (
     CANCELLED,
     CANCELLED_BY_REQUEST,
@@ -44,6 +46,7 @@ from .documents import (
     finish,
     new_document,
     new_job_id,
+    retried,
     utc_now,
 )
 from .patience import patiently
@@ -61,14 +64,6 @@ ENTRY_POINT = "flask_idms_webhooks.jobs.run_job"
 R = TypeVar("R")
 #: What puts a job on RQ's queue, on the pipeline of the transaction that records it.
 Enqueue = Callable[[Pipeline], None]
-
-
-class PlannedChild(TypedDict):
-    """A chained job as its parent claims it: its Chain entry and, if it can start, the
-    document it is created with."""
-
-    Entry: ChainEntry
-    Document: JobDocument | None
 
 
 class _HasJobs(Protocol):
@@ -117,6 +112,7 @@ class JobManager:
         self.urls = urls
         self.tasks = tasks
         self.parameters = parameters
+        self.chains = ChainStarter(self)
 
     # -- the web side -------------------------------------------------------------------
     def trigger(
@@ -175,21 +171,28 @@ class JobManager:
         """How long a job's live record may last: its timeout, then the retention."""
         return (task.timeout or self.settings.job_timeout) + self.settings.result_ttl
 
-    def enqueuer(self, task: Task, job_id: str, rq_id: str | None = None) -> Enqueue:
-        """What puts a dispatch of the job on RQ's queue, on a given pipeline."""
+    def enqueuer(
+        self, task: Task, job_id: str, rq_id: str | None = None, *, at: float | None = None
+    ) -> Enqueue:
+        """What puts a dispatch of the job on RQ's queue (or RQ's schedule, to be queued
+        ``at`` that time by RQ's scheduler), on a given pipeline."""
         settings = self.settings
 
         def enqueue(pipe: Pipeline) -> None:
-            self.queue.enqueue_call(
-                ENTRY_POINT,
-                args=(job_id,),
-                job_id=rq_id or job_id,
-                timeout=task.timeout or settings.job_timeout,
-                result_ttl=600,
-                failure_ttl=settings.result_ttl,
-                description=f"idms-webhooks {task.id}",
-                pipeline=pipe,
-            )
+            options: dict[str, Any] = {
+                "args": (job_id,),
+                "job_id": rq_id or job_id,
+                "result_ttl": 600,
+                "failure_ttl": settings.result_ttl,
+                "description": f"idms-webhooks {task.id}",
+                "pipeline": pipe,
+            }
+            timeout = task.timeout or settings.job_timeout
+            if at is None:
+                self.queue.enqueue_call(ENTRY_POINT, timeout=timeout, **options)
+            else:
+                when = datetime.fromtimestamp(at, tz=UTC)
+                self.queue.enqueue_at(when, ENTRY_POINT, job_timeout=timeout, **options)
 
         return enqueue
 
@@ -206,6 +209,9 @@ class JobManager:
             return None
         document: JobDocument = loads(live)
         if document["Status"] == IN_PROGRESS and not beating and self.presumed_dead(job_id):
+            retried = self.retry(document, WORKER_DIED)
+            if retried is not None:
+                return dumps(retried), False, retried
             return self.seal_failed(document, WORKER_DIED), True, None
         return live, False, document
 
@@ -308,7 +314,9 @@ class JobManager:
             fixed=self.parameters[task.id].fixed_values(),
         )
         with Heartbeat(store, job_id):
-            status, error = self._perform(task, context)
+            status, error, transient = self._perform(task, context)
+            if transient and self.retry(context.document, error, patient=True) is not None:
+                return  # queued again, to retry after the task's delay
             if status != CANCELLED:
                 # The children are started, and listed, before the parent is sealed.
                 context.document["Chain"] = self.start_chain(task, status, context.document)
@@ -323,68 +331,57 @@ class JobManager:
             document["Chain"] = self.start_chain(task, FAILED, document)
         return self.seal(document, FAILED, cause, patient=patient)
 
-    def _perform(self, task: Task, context: JobContext) -> tuple[str, Cause | None]:
-        """Run the task; answers its outcome (status, error)."""
+    def _perform(self, task: Task, context: JobContext) -> tuple[str, Cause | None, bool]:
+        """Run the task; answers its outcome (status, error, whether the error may pass:
+        the source or target was unreachable)."""
         try:
             task.handler(context.parameters, context)
         except JobCancelled:
-            return CANCELLED, CANCELLED_BY_REQUEST
+            return CANCELLED, CANCELLED_BY_REQUEST, False
         except Exception as error:
             logger.exception("job %s of task %s failed", context.job_id, task.id)
-            return FAILED, (type(error).__name__, str(error) or type(error).__name__)
+            cause = (type(error).__name__, str(error) or type(error).__name__)
+            return FAILED, cause, isinstance(error, TransientError)
         # A cancel the task never looked for (it ran to the end) still ends cancelled.
         if self.patiently(lambda: self.store.cancel_requested(context.job_id)):
-            return CANCELLED, CANCELLED_BY_REQUEST
-        return SUCCEEDED, None
+            return CANCELLED, CANCELLED_BY_REQUEST, False
+        return SUCCEEDED, None, False
+
+    def retry(
+        self, document: JobDocument, cause: Cause | None, *, patient: bool = False
+    ) -> JobDocument | None:
+        """Queue a job whose attempt failed for another run after its task's delay, if its
+        task has ``retries`` left and no cancel was asked; answers its new document (or
+        None: not retried, to be sealed)."""
+        task = self.tasks.get(document["TaskId"])
+        attempt = int(document.get("Attempt", 1))
+        job_id = document["ExecuteId"]
+        if task is None or cause is None or attempt > task.retries:
+            return None
+        store = self.store
+
+        def queue_again() -> JobDocument | None:
+            if store.cancel_requested(job_id):
+                return None
+            at = time.time() + task.retry_delay(attempt)
+            fresh = retried(document, cause, attempts=task.retries + 1, at=at)
+            current = store.dispatch(job_id)
+            number = current.number + 1
+            new = Dispatch(rq_job_id(job_id, number), number, 1)
+            store.redispatch(
+                fresh,
+                current.rq_id,
+                new,
+                self.enqueuer(task, job_id, new.rq_id, at=at),
+                due=at,
+                intermediate_key=self.queue.intermediate_queue_key,
+                fresh_attempt=True,
+            )
+            logger.warning("job %s: attempt %d ended (%s); retrying", job_id, attempt, cause[0])
+            return fresh
+
+        return self.patiently(queue_again) if patient else queue_again()
 
     def start_chain(self, task: Task, status: str, document: JobDocument) -> list[ChainEntry]:
-        """Start the tasks chained to this outcome, once; answers the parent's Chain.
-
-        The children are planned (ids, documents), claimed for the parent in one write,
-        then created: whoever seals the parent later (the worker, the reaper, a poll)
-        finds the same children and creates any a dead process had not. Children get the
-        parent's QueryParameters values for the keys they share.
-        """
-        children = task.chain.on_success if status == SUCCEEDED else task.chain.on_failure
-        base_url = self.urls.base_of(document["PollingUrl"])
-        values = {key: value["Value"] for key, value in document["QueryParameters"].items()}
-        planned = [self._plan_child(child, values, base_url) for child in children]
-        # Claimed before (a dead process's children), they are the ones, whatever the
-        # outcome now; else these are, if there are any.
-        claimed = self.store.claim_chain(document["ExecuteId"], planned)
-        if claimed is None or not all(
-            isinstance(item, dict) and "Entry" in item for item in claimed
-        ):
-            return list(document.get("Chain") or [])  # none, or claimed by an older release
-        for item in claimed:
-            if item["Document"] is not None:
-                child: JobDocument = item["Document"]
-                child_task = self.tasks[child["TaskId"]]
-                self.store.create_once(
-                    child,
-                    live_ttl=self.live_ttl(child_task),
-                    enqueue=self.enqueuer(child_task, child["ExecuteId"]),
-                )
-        return [item["Entry"] for item in claimed]
-
-    def _plan_child(self, child_id: str, values: Mapping[str, Any], base_url: str) -> PlannedChild:
-        """One chained task's entry and new document (None if it cannot start), with the
-        parent's values for the keys it shares."""
-        entry: ChainEntry = {
-            "TaskId": child_id,
-            "ExecuteId": None,
-            "PollingUrl": None,
-            "Error": None,
-        }
-        child = self.tasks.get(child_id)
-        if child is None:
-            return {"Entry": {**entry, "Error": f"No task {child_id!r}."}, "Document": None}
-        parameter_set = self.parameters[child_id]
-        passed = {key: value for key, value in values.items() if key in parameter_set.rows}
-        try:
-            document = self.prepare(child, parameter_set.resolve(passed), base_url)
-        except ParameterError as error:
-            failed = f"Invalid QueryParameters: {json.dumps(error.errors)}"
-            return {"Entry": {**entry, "Error": failed}, "Document": None}
-        entry["ExecuteId"], entry["PollingUrl"] = document["ExecuteId"], document["PollingUrl"]
-        return {"Entry": entry, "Document": document}
+        """Start the tasks chained to this outcome, once (``chain.ChainStarter``)."""
+        return self.chains.start(task, status, document)

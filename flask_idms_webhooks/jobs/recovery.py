@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 
+from .dispatch import Dispatch
 from .documents import (
     CANCELLED,
     CANCELLED_BY_REQUEST,
@@ -74,21 +75,19 @@ class Recovery:
         for job_id in due:
             if job_id in waiting:
                 continue
-            rq_id, starts, started, live = self.store.dispatch(job_id)
-            if rq_id in waiting:
+            current = self.store.dispatch(job_id)
+            if current.rq_id in waiting:
                 continue
-            if started or not live:
+            if current.started or not current.live:
                 self.store.forget_queued(job_id)
                 continue
             if now - self.store.suspected_since(job_id) >= self.jobs.settings.heartbeat_timeout:
-                self.dispatch_again(job_id, rq_id, starts)
+                self.dispatch_again(job_id, current)
                 handled += 1
         return handled
 
-    def dispatch_again(
-        self, job_id: str, rq_id: str, starts: int, *, patient: bool = False
-    ) -> None:
-        """A queued job whose dispatch ``rq_id`` died before its task started: on the
+    def dispatch_again(self, job_id: str, current: Dispatch, *, patient: bool = False) -> None:
+        """A queued job whose dispatch ``current`` died before its task started: on the
         queue again, or sealed ``failed`` once it has had its start attempts."""
         jobs = self.jobs
         live = self.store.live(job_id)
@@ -100,21 +99,21 @@ class Recovery:
         if self.store.cancel_requested(job_id):
             jobs.seal(document, CANCELLED, CANCELLED_BY_REQUEST, patient=patient)
             return
-        if task is None or starts >= jobs.settings.start_attempts:
-            jobs.seal_failed(document, not_started(starts), patient=patient)
+        if task is None or current.starts >= jobs.settings.start_attempts:
+            jobs.seal_failed(document, not_started(current.starts), patient=patient)
             return
         document["StatusDescription"] = (
-            f"Queued again (start attempt {starts + 1} of {jobs.settings.start_attempts}): "
-            "its worker ended before the task started"
+            f"Queued again (start attempt {current.starts + 1} of "
+            f"{jobs.settings.start_attempts}): its worker ended before the task started"
         )
         document["UpdatedOn"] = utc_now()
-        new_rq = rq_job_id(job_id, starts + 1)
+        number = current.number + 1
+        new = Dispatch(rq_job_id(job_id, number), number, current.starts + 1)
         self.store.redispatch(
             document,
-            rq_id,
-            new_rq,
-            starts + 1,
-            jobs.enqueuer(task, job_id, new_rq),
+            current.rq_id,
+            new,
+            jobs.enqueuer(task, job_id, new.rq_id),
             due=time.time(),
             intermediate_key=jobs.queue.intermediate_queue_key,
         )
@@ -133,11 +132,15 @@ class Recovery:
             return
         document: JobDocument = loads(live)
         if document["Status"] == QUEUED:
-            current, starts, started, _ = store.dispatch(job_id)
-            if rq_id is not None and current == rq_id and not started:
-                self.dispatch_again(job_id, rq_id, starts, patient=patient)
+            current = store.dispatch(job_id)
+            if rq_id is not None and current.rq_id == rq_id and not current.started:
+                self.dispatch_again(job_id, current, patient=patient)
             return
         if store.cancel_requested(job_id):
             self.jobs.seal(document, CANCELLED, CANCEL_FORCED, patient=patient)
-        elif document["Status"] == IN_PROGRESS:
+        elif (
+            # Its task may have written rows: retried only if the task allows retries.
+            document["Status"] == IN_PROGRESS
+            and self.jobs.retry(document, cause, patient=patient) is None
+        ):
             self.jobs.seal_failed(document, cause, patient=patient)

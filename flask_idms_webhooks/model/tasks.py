@@ -100,6 +100,10 @@ class Chain:
     on_failure: tuple[str, ...] = ()
 
 
+#: Seconds before each retry of a task with ``retries`` and no ``retry_delays``.
+DEFAULT_RETRY_DELAYS = (30, 300)
+
+
 @dataclass(frozen=True)
 class Task:
     """A task callers can start by webhook."""
@@ -117,6 +121,36 @@ class Task:
     target: Target | None = None
     chain: Chain = field(default_factory=Chain)
     connections: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: Runs after the first that a job may get when its worker died mid-run or its source
+    #: or target was unreachable; only for work that is safe to repeat.
+    retries: int = 0
+    retry_delays: tuple[int, ...] = DEFAULT_RETRY_DELAYS  # seconds before retry 1, 2, ...
+    idempotent: bool = False  # a Python task says its work is safe to repeat
+
+    def retry_delay(self, retry: int) -> int:
+        """Seconds before the ``retry``-th retry (from 1): the last delay repeats."""
+        delays = self.retry_delays or DEFAULT_RETRY_DELAYS
+        return delays[min(retry, len(delays)) - 1]
+
+    def retry_problem(self) -> str | None:
+        """Why this task may not have ``retries``, if it may not."""
+        if self.retries < 0:
+            return f"must be a whole number from 0, got {self.retries!r}"
+        if not self.retries:
+            return None
+        if self.source is not None and self.target is not None:
+            if self.target.action == Action.INSERT:
+                return (
+                    "a plain Insert is not safe to repeat (a retry would insert the rows "
+                    "again): use InsertWithMatching or InsertOrUpdate, or retries = 0"
+                )
+            return None
+        if not self.idempotent:
+            return (
+                "a Python task is retried only if it says its work is safe to repeat: "
+                "idempotent = true"
+            )
+        return None
 
 
 def chain_errors(tasks: Mapping[str, Task]) -> tuple[str, str, str] | None:

@@ -42,6 +42,13 @@ class ChainEntrySchema(Schema):
     Error = fields.String(allow_none=True)
 
 
+class AttemptSchema(Schema):
+    Attempt = fields.Integer()
+    StartedOn = fields.String(allow_none=True)
+    EndedOn = fields.String()
+    Error = fields.Nested(JobErrorSchema)
+
+
 class JobSchema(Schema):
     """The job status document."""
 
@@ -75,6 +82,10 @@ class JobSchema(Schema):
     RetryAfter = fields.Integer()
     Chain = fields.List(fields.Nested(ChainEntrySchema))
     Error = fields.Nested(JobErrorSchema, allow_none=True)
+    Attempt = fields.Integer(metadata={"description": "The current run, from 1."})
+    Attempts = fields.List(
+        fields.Nested(AttemptSchema), metadata={"description": "Earlier runs, retried."}
+    )
 
 
 class ExecuteSchema(Schema):

@@ -3,7 +3,7 @@ source unreadable, a target unreachable)."""
 
 from __future__ import annotations
 
-from ...errors import IdmsWebhooksError
+from ...errors import IdmsWebhooksError, TransientError
 from ..base import RowWriteError, SourceReadError, TargetUnavailable
 
 
@@ -15,7 +15,7 @@ class ImisAuthError(ImisError, TargetUnavailable, SourceReadError):
     """iMIS refused the credentials (or a fresh token)."""
 
 
-class ImisUnavailable(ImisError, TargetUnavailable, SourceReadError):
+class ImisUnavailable(ImisError, TargetUnavailable, SourceReadError, TransientError):
     """iMIS could not be reached, timed out, or kept answering 429/5xx after the retries."""
 
 

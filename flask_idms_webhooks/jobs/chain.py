@@ -1,0 +1,103 @@
+"""Chained jobs: the tasks a finished job starts, claimed once and created by whoever
+finishes the parent (its worker, the reaper, a poll)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, TypedDict
+
+from redis.client import Pipeline
+
+from ..errors import ParameterError
+from ..model.parameters import QueryParameterSet, ResolvedParameter
+from ..model.tasks import Task
+from .documents import SUCCEEDED, ChainEntry, JobDocument
+from .store import JobStore
+from .urls import Urls
+
+
+class Jobs(Protocol):
+    """What chaining needs of the ``JobManager``."""
+
+    store: JobStore
+    urls: Urls
+    tasks: Mapping[str, Task]
+    parameters: Mapping[str, QueryParameterSet]
+
+    def prepare(
+        self, task: Task, parameters: Mapping[str, ResolvedParameter], base_url: str
+    ) -> JobDocument: ...
+
+    def live_ttl(self, task: Task) -> int: ...
+
+    def enqueuer(
+        self, task: Task, job_id: str, rq_id: str | None = None, *, at: float | None = None
+    ) -> Callable[[Pipeline], None]: ...
+
+
+class PlannedChild(TypedDict):
+    """A chained job as its parent claims it: its Chain entry and, if it can start, the
+    document it is created with."""
+
+    Entry: ChainEntry
+    Document: JobDocument | None
+
+
+class ChainStarter:
+    """Starts the chained tasks of finished jobs, for one ``JobManager``."""
+
+    def __init__(self, jobs: Jobs) -> None:
+        self.jobs = jobs
+
+    def start(self, task: Task, status: str, document: JobDocument) -> list[ChainEntry]:
+        """Start the tasks chained to this outcome, once; answers the parent's Chain.
+
+        The children are planned (ids, documents), claimed for the parent in one write,
+        then created: whoever seals the parent later (the worker, the reaper, a poll)
+        finds the same children and creates any a dead process had not. Children get the
+        parent's QueryParameters values for the keys they share.
+        """
+        children = task.chain.on_success if status == SUCCEEDED else task.chain.on_failure
+        base_url = self.jobs.urls.base_of(document["PollingUrl"])
+        values = {key: value["Value"] for key, value in document["QueryParameters"].items()}
+        planned = [self._plan_child(child, values, base_url) for child in children]
+        # Claimed before (a dead process's children), they are the ones, whatever the
+        # outcome now; else these are, if there are any.
+        claimed = self.jobs.store.claim_chain(document["ExecuteId"], planned)
+        if claimed is None or not all(
+            isinstance(item, dict) and "Entry" in item for item in claimed
+        ):
+            return list(document.get("Chain") or [])  # none, or claimed by an older release
+        for item in claimed:
+            if item["Document"] is not None:
+                child: JobDocument = item["Document"]
+                child_task = self.jobs.tasks[child["TaskId"]]
+                self.jobs.store.create_once(
+                    child,
+                    live_ttl=self.jobs.live_ttl(child_task),
+                    enqueue=self.jobs.enqueuer(child_task, child["ExecuteId"]),
+                )
+        return [item["Entry"] for item in claimed]
+
+    def _plan_child(self, child_id: str, values: Mapping[str, Any], base_url: str) -> PlannedChild:
+        """One chained task's entry and new document (None if it cannot start), with the
+        parent's values for the keys it shares."""
+        entry: ChainEntry = {
+            "TaskId": child_id,
+            "ExecuteId": None,
+            "PollingUrl": None,
+            "Error": None,
+        }
+        child = self.jobs.tasks.get(child_id)
+        if child is None:
+            return {"Entry": {**entry, "Error": f"No task {child_id!r}."}, "Document": None}
+        parameter_set = self.jobs.parameters[child_id]
+        passed = {key: value for key, value in values.items() if key in parameter_set.rows}
+        try:
+            document = self.jobs.prepare(child, parameter_set.resolve(passed), base_url)
+        except ParameterError as error:
+            failed = f"Invalid QueryParameters: {json.dumps(error.errors)}"
+            return {"Entry": {**entry, "Error": failed}, "Document": None}
+        entry["ExecuteId"], entry["PollingUrl"] = document["ExecuteId"], document["PollingUrl"]
+        return {"Entry": entry, "Document": document}
