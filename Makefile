@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint docs bench clean
+.PHONY: run test lint docs bench chaos clean
 
 $(STAMP): pyproject.toml setup.cfg
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -30,6 +30,9 @@ docs: $(STAMP)  ## the Sphinx docs, warnings as errors
 
 bench: $(STAMP)  ## triggers, polls, workers and the engine against bare baselines (wrk or Python load, 127.0.0.1 only); results in bench/results/
 	$(PY) -m bench
+
+chaos: $(STAMP)  ## a storm: 30 jobs, a worker (and its work-horse) SIGKILLed every ~5 s; report accepted, sealed, re-run, stuck, lost
+	$(PY) -m bench.chaos
 
 clean:
 	rm -rf $(VENV) docs/_build instance

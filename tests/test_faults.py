@@ -369,3 +369,70 @@ def test_a_running_job_that_ignores_its_cancel_is_killed_after_the_grace(app, st
     assert final["Status"] == "cancelled"
     assert "counts may lag" in final["Error"]["Message"]
     assert final["Chain"] == []
+
+
+# -- upgrades -------------------------------------------------------------------------------
+def old_release_job(app: Any, count: int) -> tuple[str, str]:
+    """A job as the previous release wrote it: its record without Attempt or Attempts,
+    RQ job id = job id, no dispatch record, not in the queued list. Answers (job id,
+    poll path)."""
+    from flask_idms_webhooks.jobs.lifecycle import ENTRY_POINT
+    from flask_idms_webhooks.jobs.store import dumps
+
+    state = state_of(app)
+    document = state.jobs.prepare(
+        state.tasks["count"],
+        state.parameters["count"].resolve({"Count": count}),
+        "http://localhost",
+    )
+    del document["Attempt"], document["Attempts"]  # type: ignore[misc]
+    job_id = document["ExecuteId"]
+    state.redis.set(state.store.live_key(job_id), dumps(document), ex=3600)
+    state.redis.zadd(state.store.history_key("count"), {job_id: time.time()})
+    state.queue.enqueue_call(ENTRY_POINT, args=(job_id,), job_id=job_id, timeout=3600)
+    return job_id, poll_path(document["PollingUrl"])
+
+
+def test_a_job_the_previous_release_queued_still_polls_and_runs(app, state, run_burst):
+    _job_id, path = old_release_job(app, 4)
+    client = app.test_client()
+    assert client.get(path).status_code == 202
+    run_burst()
+    final = client.get(path).get_json()
+    assert (final["Status"], final["ProcessedCount"]) == ("succeeded", 4)
+    assert (final["Attempt"], final["Attempts"]) == (1, [])
+
+
+def test_a_job_the_previous_release_queued_is_recovered_if_its_worker_died(
+    make_app,
+):
+    """Not in our queued list, but in RQ's intermediate list: the reaper still finds it."""
+    app = make_app(IDMS_WEBHOOKS_HEARTBEAT_TIMEOUT=1)
+    state = state_of(app)
+    _job_id, path = old_release_job(app, 2)
+    assert state.queue.dequeue_any([state.queue], None, connection=state.redis)
+    wait_for(lambda: state.recovery.reap(), interval=0.2)
+    doc = app.test_client().get(path).get_json()
+    assert doc["Status"] == "queued" and "start attempt 2" in doc["StatusDescription"]
+    make_worker(app, simple=True).work(burst=True, logging_level="ERROR")
+    assert app.test_client().get(path).get_json()["Status"] == "succeeded"
+
+
+def test_a_job_the_previous_release_queued_cancels_in_one_step(app, state):
+    job_id, _path = old_release_job(app, 2)
+    cancel = app.test_client().delete(f"/idms/jobs/{job_id}", headers=ADMIN)
+    assert cancel.get_json()["Status"] == "cancelled"
+    assert state.queue.count == 0
+
+
+def test_a_short_storm_of_worker_kills_leaves_no_job_behind(capsys):
+    """``make chaos`` in small: workers and their work-horses SIGKILLed at random
+    instants while jobs come in; every job ends sealed, truthfully, none stuck or lost."""
+    from bench import chaos
+
+    status = chaos.main(
+        ["--jobs", "8", "--every", "0.5", "--kill-every", "1.5", "--settle", "60", "--seed", "3"]
+    )
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert "accepted 8, sealed 8" in out and "stuck 0, lost 0, untruthful 0" in out

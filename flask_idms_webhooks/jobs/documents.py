@@ -88,6 +88,10 @@ def utc_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+#: The length of a job id: 128 random bits, URL-safe base64.
+JOB_ID_LENGTH = 22
+
+
 def new_job_id() -> str:
     """128 random bits, URL-safe."""
     return secrets.token_urlsafe(16)

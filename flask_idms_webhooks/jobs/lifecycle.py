@@ -36,6 +36,7 @@ from .documents import (
     CANCELLED_BY_REQUEST,
     FAILED,
     IN_PROGRESS,
+    JOB_ID_LENGTH,
     QUEUED,
     SUCCEEDED,
     WORKER_DIED,
@@ -53,7 +54,7 @@ from .patience import patiently
 from .store import IdempotencyClaim, JobStore, dumps, loads
 from .urls import Urls
 
-__all__ = ["ENTRY_POINT", "JobManager", "rq_job_id", "run_job"]
+__all__ = ["ENTRY_POINT", "JobManager", "job_id_of", "rq_job_id", "run_job"]
 
 logger = logging.getLogger("flask_idms_webhooks")
 
@@ -91,6 +92,12 @@ def rq_job_id(job_id: str, dispatch: int) -> str:
     every earlier release), ``<id>--<n>`` after (longer than any job id, so never one;
     RQ allows letters, digits, ``_`` and ``-`` only)."""
     return job_id if dispatch <= 1 else f"{job_id}--{dispatch}"
+
+
+def job_id_of(rq_id: str) -> str:
+    """The job id of an RQ job id ``rq_job_id`` made (a job id is 22 characters)."""
+    base, separator, number = rq_id.rpartition("--")
+    return base if separator and len(base) == JOB_ID_LENGTH and number.isdigit() else rq_id
 
 
 class JobManager:
@@ -291,6 +298,9 @@ class JobManager:
         if cancelled:
             self.seal(document, CANCELLED, CANCELLED_BY_REQUEST, patient=True)
             return
+        # A record an earlier release wrote has no attempts yet: this is its first.
+        document.setdefault("Attempt", 1)
+        document.setdefault("Attempts", [])
         queued = document.copy()
         now = utc_now()
         document.update(

@@ -67,12 +67,18 @@ class Recovery:
         """Dispatch again the queued jobs that left RQ's queue and have not started for a
         heartbeat timeout since first seen so."""
         now = time.time()
-        due = self.store.queued(due_by=now)
+        queue = self.jobs.queue
+        # Ours, and what RQ holds as taken and not started (a job an earlier release
+        # queued is not in our list).
+        taken = {
+            rq_id.partition("--")[0] for rq_id in self.store.waiting(queue.intermediate_queue_key)
+        }
+        due = [*self.store.queued(due_by=now), *taken]
         if not due:
             return 0
-        waiting = self.store.waiting(self.jobs.queue.key)
+        waiting = self.store.waiting(queue.key)
         handled = 0
-        for job_id in due:
+        for job_id in dict.fromkeys(due):
             if job_id in waiting:
                 continue
             current = self.store.dispatch(job_id)
@@ -95,6 +101,9 @@ class Recovery:
             self.store.forget_queued(job_id)
             return
         document: JobDocument = loads(live)
+        if document["Status"] != QUEUED:  # it started after all
+            self.store.forget_queued(job_id)
+            return
         task = jobs.tasks.get(document["TaskId"])
         if self.store.cancel_requested(job_id):
             jobs.seal(document, CANCELLED, CANCELLED_BY_REQUEST, patient=patient)
