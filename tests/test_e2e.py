@@ -210,3 +210,48 @@ def test_example_app_changed_rows_equal_updated_count(
     assert changed == body["UpdatedCount"] > 1000
     assert body["ErrorCount"] > 0 and body["SkippedCount"] > 0
     assert body["ProcessedCount"] == body["RowCount"]
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.6, 1.2])
+def test_a_cancel_racing_a_renewal_seals_the_rows_it_really_changed(
+    tmp_path, redis_url, queue_name, start_worker, delay
+):
+    """Reproduction 6 against the example database: a DELETE at any instant of a
+    renewal (queued, starting, mid-run). The sealed counts are the rows changed in the
+    database, and a cancelled job changed none it did not count."""
+    import time
+
+    database = tmp_path / "members.db"
+    app = create_example_app(
+        IDMS_WEBHOOKS_REDIS_URL=redis_url,
+        IDMS_WEBHOOKS_QUEUE_NAME=queue_name,
+        IDMS_WEBHOOKS_SECRET_KEY="example-secret",
+        EXAMPLE_DATABASE=str(database),
+    )
+    state = state_of(app)
+    before = dict(sqlite3.connect(database).execute("SELECT id, paid_through FROM member"))
+    start_worker(
+        app="example_app:create_app",
+        IDMS_WEBHOOKS_SECRET_KEY="example-secret",
+        EXAMPLE_DATABASE=str(database),
+    )
+    client = app.test_client()
+    task = state.tasks["renew-memberships"]
+    answer = client.post(
+        "/idms/tasks/renew-memberships/jobs",
+        json={"QueryParameters": {"LastName": "", "PaidBefore": "2026-06-30"}},
+        headers={"X-Webhook-Key": state.credentials.task_key(task)},
+    )
+    time.sleep(delay)
+    task_key = {"X-Webhook-Key": state.credentials.task_key(task)}
+    cancel = client.delete(f"/idms/jobs/{answer.get_json()['ExecuteId']}", headers=task_key)
+    assert cancel.status_code == 202
+    final, _ = poll_until_finished(client, answer.headers["Location"], timeout=90)
+    body = final.get_json()
+    after = dict(sqlite3.connect(database).execute("SELECT id, paid_through FROM member"))
+    changed = sum(1 for member_id, paid in after.items() if before[member_id] != paid)
+    assert changed == body["UpdatedCount"], body
+    if body["Status"] == "cancelled":
+        assert body["Chain"] == []
+    else:
+        assert body["Status"] == "succeeded"

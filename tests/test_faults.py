@@ -229,6 +229,28 @@ def test_a_redis_restart_mid_job_ends_succeeded_with_its_true_counts(
     assert (final["Status"], final["ProcessedCount"], final["Error"]) == ("succeeded", 60, None)
 
 
+def test_a_redis_pause_mid_job_is_ridden_out_and_the_job_succeeds(
+    make_app, stallable_redis, start_worker
+):
+    """Redis stopped (SIGSTOP) for 4 s mid-job, longer than the heartbeat timeout (2 s):
+    polls answer 503 meanwhile; the job is not declared dead, and ends succeeded with
+    every row counted."""
+    app = make_app(IDMS_WEBHOOKS_REDIS_URL=stallable_redis.url)
+    start_worker(IDMS_WEBHOOKS_REDIS_URL=stallable_redis.url)
+    key = state_of(app).credentials.task_key(state_of(app).tasks["count"])
+    answer = app.test_client().post(
+        f"/idms/tasks/count/jobs?key={key}",
+        json={"QueryParameters": {"Count": 50, "Delay": 0.1}},
+    )
+    wait_for(lambda: document_of(app, answer)["ProcessedCount"] >= 10)
+    with paused(stallable_redis):
+        poll = app.test_client().get(poll_path(answer.headers["Location"]))
+        assert poll.status_code == 503
+        time.sleep(4)
+    final = sealed(app, answer, timeout=60)
+    assert (final["Status"], final["ProcessedCount"], final["Error"]) == ("succeeded", 50, None)
+
+
 def test_a_worker_outlives_redis_out_of_memory_and_serves_when_it_is_back(
     make_app, stallable_redis, start_worker
 ):
