@@ -458,3 +458,21 @@ def test_a_short_storm_of_worker_kills_leaves_no_job_behind(capsys):
     out = capsys.readouterr().out
     assert status == 0, out
     assert "accepted 8, sealed 8" in out and "stuck 0, lost 0, untruthful 0" in out
+
+
+def test_a_dispatch_that_started_meanwhile_is_never_dispatched_again(app, state):
+    """The reaper read a job as taken and not started; its worker starts it before the
+    reaper writes: the job is not dispatched a second time (no double run), and the death
+    of an old dispatch's process does not seal the job another dispatch runs."""
+    answer = webhook(app)()
+    job_id = answer.get_json()["ExecuteId"]
+    assert state.queue.dequeue_any([state.queue], None, connection=state.redis)
+    before = state.store.dispatch(job_id)
+    document = document_of(app, answer)
+    document["Status"] = "in progress"
+    assert state.store.start(document, job_id) == 1  # the worker wins the race
+    state.recovery.dispatch_again(job_id, before)
+    assert state.queue.count == 0
+    assert document_of(app, answer)["Status"] == "in progress"
+    state.recovery.seal_abandoned(job_id, ("WorkerDied", "old horse"), f"{job_id}--7")
+    assert document_of(app, answer)["CompletedOn"] is None

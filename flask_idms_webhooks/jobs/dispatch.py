@@ -25,8 +25,12 @@ class Dispatch(NamedTuple):
     rq_id: str
     number: int
     starts: int
-    started: bool = False
+    started_by: str | None = None  # the RQ job id that started the current attempt
     live: bool = True
+
+    @property
+    def started(self) -> bool:
+        return self.started_by is not None
 
 
 #: A process trims a task's history index once every this many jobs it creates.
@@ -130,7 +134,7 @@ class DispatchRecords(StoreKeys):
             rq_id.decode() if rq_id else job_id,
             int(number or 1),
             int(starts or 1),
-            started is not None,
+            started.decode() if started else None,
             bool(live),
         )
 
@@ -156,23 +160,34 @@ class DispatchRecords(StoreKeys):
         *,
         due: float,
         intermediate_key: str,
+        scheduled_key: str,
+        expected_started: str | None,
+        expected_state: tuple[str, int],
         fresh_attempt: bool = False,
     ) -> bool:
         """Dispatch a job again as ``new`` (its record rewritten as ``document``), only if
         ``expected_rq`` is still its current dispatch and it is not sealed; answers whether
-        it did. The old RQ id leaves RQ's intermediate list: whatever RQ later decides
-        about it, the job is no longer that one. A ``fresh_attempt`` (a retry) drops the
-        row errors of the attempt that ended."""
+        it did, and only if nothing else moved the job meanwhile: the RQ id that started
+        its attempt is ``expected_started`` (None: not started) and its (Status, Attempt)
+        are ``expected_state``. The old RQ id leaves RQ's intermediate list and schedule:
+        whatever RQ later decides about it, the job is no longer that one. A
+        ``fresh_attempt`` (a retry) drops the row errors of the attempt that ended."""
         job_id = document["ExecuteId"]
         dispatch, live = self.dispatch_key(job_id), self.live_key(job_id)
         with self.redis.pipeline() as pipe:
             try:
                 pipe.watch(dispatch, live, self.result_key(job_id))  # type: ignore[no-untyped-call]
-                current = cast(bytes | None, pipe.hget(dispatch, "rq"))
+                current, started = cast(list[bytes | None], pipe.hmget(dispatch, "rq", "started"))
                 ttl = int(pipe.ttl(live))
+                record = cast(bytes | None, pipe.get(live))
                 if (current.decode() if current else job_id) != expected_rq or ttl <= 0:
                     return False
-                if pipe.exists(self.result_key(job_id)):
+                if record is None or pipe.exists(self.result_key(job_id)):
+                    return False
+                if (started.decode() if started else None) != expected_started:
+                    return False  # started (or retried) by someone else meanwhile
+                was: JobDocument = loads(record)
+                if (was["Status"], int(was.get("Attempt", 1))) != expected_state:
                     return False
                 pipe.multi()
                 enqueue(pipe)
@@ -187,6 +202,7 @@ class DispatchRecords(StoreKeys):
                 pipe.zrem(self.RUNNING, job_id)
                 pipe.zadd(self.QUEUED, {job_id: due})
                 pipe.lrem(intermediate_key, 0, expected_rq)
+                pipe.zrem(scheduled_key, expected_rq)
                 pipe.execute()
             except redis.WatchError:
                 return False

@@ -216,9 +216,11 @@ class JobManager:
             return None
         document: JobDocument = loads(live)
         if document["Status"] == IN_PROGRESS and not beating and self.presumed_dead(job_id):
-            retried = self.retry(document, WORKER_DIED)
-            if retried is not None:
-                return dumps(retried), False, retried
+            handled, fresh = self.retry(document, WORKER_DIED)
+            if fresh is not None:
+                return dumps(fresh), False, fresh
+            if handled:  # moved on meanwhile: the next poll sees where to
+                return live, False, document
             return self.seal_failed(document, WORKER_DIED), True, None
         return live, False, document
 
@@ -291,12 +293,15 @@ class JobManager:
             return  # cancelled before it started, or expired
         document: JobDocument = loads(live)
         task = self.tasks.get(document["TaskId"])
-        if task is None:
-            unknown = ("UnknownTask", f"No task {document['TaskId']!r} on this worker.")
-            self.seal(document, FAILED, unknown, patient=True)
-            return
-        if cancelled:
-            self.seal(document, CANCELLED, CANCELLED_BY_REQUEST, patient=True)
+        if task is None or cancelled:
+            current = self.patiently(lambda: store.dispatch(job_id))
+            if current.rq_id != (rq_id or job_id) or current.started:
+                return  # a dispatch of the past: the job is another one's now
+            if task is None:
+                unknown = ("UnknownTask", f"No task {document['TaskId']!r} on this worker.")
+                self.seal(document, FAILED, unknown, patient=True)
+            else:
+                self.seal(document, CANCELLED, CANCELLED_BY_REQUEST, patient=True)
             return
         # A record an earlier release wrote has no attempts yet: this is its first.
         document.setdefault("Attempt", 1)
@@ -325,11 +330,13 @@ class JobManager:
         )
         with Heartbeat(store, job_id):
             status, error, transient = self._perform(task, context)
-            if transient and self.retry(context.document, error, patient=True) is not None:
+            if transient and self.retry(context.document, error, patient=True)[0]:
                 return  # queued again, to retry after the task's delay
             if status != CANCELLED:
                 # The children are started, and listed, before the parent is sealed.
-                context.document["Chain"] = self.start_chain(task, status, context.document)
+                context.document["Chain"] = self.patiently(
+                    lambda: self.start_chain(task, status, context.document)
+                )
             self.seal(context.document, status, error, context.take_row_errors(), patient=True)
 
     def seal_failed(self, document: JobDocument, cause: Cause, *, patient: bool = False) -> bytes:
@@ -359,36 +366,41 @@ class JobManager:
 
     def retry(
         self, document: JobDocument, cause: Cause | None, *, patient: bool = False
-    ) -> JobDocument | None:
+    ) -> tuple[bool, JobDocument | None]:
         """Queue a job whose attempt failed for another run after its task's delay, if its
-        task has ``retries`` left and no cancel was asked; answers its new document (or
-        None: not retried, to be sealed)."""
+        task has ``retries`` left and no cancel was asked. Answers (handled, new document):
+        handled False means not retried, to be sealed; True with None means someone else
+        moved the job meanwhile (retried, sealed): leave it."""
         task = self.tasks.get(document["TaskId"])
         attempt = int(document.get("Attempt", 1))
         job_id = document["ExecuteId"]
         if task is None or cause is None or attempt > task.retries:
-            return None
+            return False, None
         store = self.store
 
-        def queue_again() -> JobDocument | None:
+        def queue_again() -> tuple[bool, JobDocument | None]:
             if store.cancel_requested(job_id):
-                return None
+                return False, None
             at = time.time() + task.retry_delay(attempt)
             fresh = retried(document, cause, attempts=task.retries + 1, at=at)
             current = store.dispatch(job_id)
             number = current.number + 1
             new = Dispatch(rq_job_id(job_id, number), number, 1)
-            store.redispatch(
+            if not current.started or not store.redispatch(
                 fresh,
                 current.rq_id,
                 new,
                 self.enqueuer(task, job_id, new.rq_id, at=at),
                 due=at,
                 intermediate_key=self.queue.intermediate_queue_key,
+                scheduled_key=self.queue.scheduled_job_registry.key,
+                expected_started=current.started_by,
+                expected_state=(IN_PROGRESS, attempt),
                 fresh_attempt=True,
-            )
+            ):
+                return True, None
             logger.warning("job %s: attempt %d ended (%s); retrying", job_id, attempt, cause[0])
-            return fresh
+            return True, fresh
 
         return self.patiently(queue_again) if patient else queue_again()
 

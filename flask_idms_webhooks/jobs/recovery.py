@@ -12,8 +12,12 @@ that RQ job.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
+from collections.abc import Iterator
 
+from ..errors import StoreUnavailable
 from .dispatch import Dispatch
 from .documents import (
     CANCELLED,
@@ -25,10 +29,12 @@ from .documents import (
     JobDocument,
     utc_now,
 )
-from .lifecycle import JobManager, rq_job_id
+from .lifecycle import JobManager, job_id_of, rq_job_id
 from .store import loads
 
 __all__ = ["Recovery"]
+
+logger = logging.getLogger("flask_idms_webhooks")
 
 #: A cancelled job whose process was killed (it did not stop itself in time).
 CANCEL_FORCED: Cause = (
@@ -59,9 +65,21 @@ class Recovery:
         handled = 0
         for job_id, beating in self.store.running():
             if not beating and self.jobs.presumed_dead(job_id):
-                self.seal_abandoned(job_id, WORKER_DIED)
-                handled += 1
+                with self._each(job_id):
+                    self.seal_abandoned(job_id, WORKER_DIED)
+                    handled += 1
         return handled + self.reap_queued()
+
+    @contextlib.contextmanager
+    def _each(self, job_id: str) -> Iterator[None]:
+        """One job's recovery: a bad record (not Redis being away) is logged and passed
+        over, so it cannot stop the pass for every other job."""
+        try:
+            yield
+        except StoreUnavailable:
+            raise
+        except Exception:
+            logger.exception("reaper: job %s could not be recovered", job_id)
 
     def reap_queued(self) -> int:
         """Dispatch again the queued jobs that left RQ's queue and have not started for a
@@ -70,9 +88,7 @@ class Recovery:
         queue = self.jobs.queue
         # Ours, and what RQ holds as taken and not started (a job an earlier release
         # queued is not in our list).
-        taken = {
-            rq_id.partition("--")[0] for rq_id in self.store.waiting(queue.intermediate_queue_key)
-        }
+        taken = map(job_id_of, self.store.waiting(queue.intermediate_queue_key))
         due = [*self.store.queued(due_by=now), *taken]
         if not due:
             return 0
@@ -88,8 +104,9 @@ class Recovery:
                 self.store.forget_queued(job_id)
                 continue
             if now - self.store.suspected_since(job_id) >= self.jobs.settings.heartbeat_timeout:
-                self.dispatch_again(job_id, current)
-                handled += 1
+                with self._each(job_id):
+                    self.dispatch_again(job_id, current)
+                    handled += 1
         return handled
 
     def dispatch_again(self, job_id: str, current: Dispatch, *, patient: bool = False) -> None:
@@ -125,6 +142,9 @@ class Recovery:
             jobs.enqueuer(task, job_id, new.rq_id),
             due=time.time(),
             intermediate_key=jobs.queue.intermediate_queue_key,
+            scheduled_key=jobs.queue.scheduled_job_registry.key,
+            expected_started=None,
+            expected_state=(QUEUED, int(document.get("Attempt", 1))),
         )
 
     def seal_abandoned(
@@ -145,11 +165,13 @@ class Recovery:
             if rq_id is not None and current.rq_id == rq_id and not current.started:
                 self.dispatch_again(job_id, current, patient=patient)
             return
+        if rq_id is not None and store.dispatch(job_id).started_by not in (None, rq_id):
+            return  # the dead process ran an old dispatch: the job is another one's now
         if store.cancel_requested(job_id):
             self.jobs.seal(document, CANCELLED, CANCEL_FORCED, patient=patient)
         elif (
             # Its task may have written rows: retried only if the task allows retries.
             document["Status"] == IN_PROGRESS
-            and self.jobs.retry(document, cause, patient=patient) is None
+            and not self.jobs.retry(document, cause, patient=patient)[0]
         ):
             self.jobs.seal_failed(document, cause, patient=patient)
