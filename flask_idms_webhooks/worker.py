@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import redis
@@ -15,12 +17,25 @@ from rq.serializers import JSONSerializer
 
 from .errors import StoreUnavailable
 from .jobs.documents import HORSE_DIED
+from .jobs.lifecycle import job_id_of
 from .jobs.patience import patiently
 from .jobs.redis import queue_for, warn_if_evicting, worker_redis
-from .jobs.store import is_store_error
+from .jobs.store import available, is_store_error
 from .state import WebhooksState, state_of
 
 logger = logging.getLogger("flask_idms_webhooks")
+
+
+@contextlib.contextmanager
+def redis_away(what: str) -> Iterator[None]:
+    """Go on when Redis cannot serve now (refused, timed out, out of memory, loading):
+    RQ 3's worker quits on such an error outside its dequeue loop; ours logs ``what``."""
+    try:
+        yield
+    except (redis.RedisError, StoreUnavailable) as error:
+        if isinstance(error, redis.RedisError) and not is_store_error(error):
+            raise
+        logger.warning("%s; Redis unavailable: %s", what, error)
 
 
 class _AppWorkerMixin:
@@ -41,30 +56,19 @@ class _AppWorkerMixin:
         return state_of(self.app)
 
     def heartbeat(self, *args: Any, **kwargs: Any) -> None:
-        try:
+        with redis_away("worker heartbeat not written"):
             super().heartbeat(*args, **kwargs)  # type: ignore[misc]
-        except redis.RedisError as error:
-            if not is_store_error(error):
-                raise
-            logger.warning("worker heartbeat not written; Redis unavailable: %s", error)
 
     def run_maintenance_tasks(self) -> None:
-        try:
+        with redis_away("RQ maintenance skipped"):
             super().run_maintenance_tasks()  # type: ignore[misc]
-        except redis.RedisError as error:
-            if not is_store_error(error):
-                raise
-            logger.warning("RQ maintenance skipped; Redis unavailable: %s", error)
 
     def serve(self, **options: Any) -> None:
         """RQ's ``work()``, started again when it quits on a Redis error (refused, timeout,
         out of memory, loading), until a stop is requested or a burst is done."""
         while True:
-            try:
+            with redis_away(f"worker {self.name} stopped serving"):
                 self.work(**options)
-            except redis.RedisError as error:
-                if not is_store_error(error):
-                    raise
             if self._stopping or options.get("max_jobs"):
                 return
             if options.get("burst") and self._queue_done():
@@ -85,12 +89,10 @@ class _AppWorkerMixin:
             return False
 
     def _wait_for_redis(self) -> None:
+        @available
         def ping() -> None:
-            try:
-                self.connection.ping()
-                self.register_death()  # RQ refuses to start a worker whose key is alive
-            except redis.RedisError as error:
-                raise StoreUnavailable(str(error)) from error
+            self.connection.ping()
+            self.register_death()  # RQ refuses to start a worker whose key is alive
 
         while not self._stopping:
             try:
@@ -145,16 +147,12 @@ class IdmsWorker(_AppWorkerMixin, Worker):
         return ttl + self._webhooks.settings.store_outage
 
     def maintain_heartbeats(self, job: Any, execution: Any) -> None:
-        try:
+        with redis_away(f"job {job.id}: heartbeats not written"):
             super().maintain_heartbeats(job, execution)
             self._stop_if_cancel_ignored(job)
-        except (redis.RedisError, StoreUnavailable) as error:
-            if isinstance(error, redis.RedisError) and not is_store_error(error):
-                raise
-            logger.warning("job %s: heartbeats not written; Redis unavailable", job.id)
 
     def _stop_if_cancel_ignored(self, job: Any) -> None:
-        asked = self._webhooks.store.cancel_requested_at(job_id_of(job))
+        asked = self._webhooks.store.cancel_requested_at(job_id_of(job.id))
         grace = self._webhooks.settings.cancel_grace
         if asked is not None and time.time() - asked >= grace:
             logger.warning("job %s: not stopped %d s after its cancel; killing it", job.id, grace)
@@ -162,22 +160,14 @@ class IdmsWorker(_AppWorkerMixin, Worker):
 
     def monitor_work_horse(self, job: Any, queue: Any, execution: Any) -> None:
         self._horse_status = None
-        try:
+        with redis_away(f"job {job.id}: RQ's post-mortem not written"):
             super().monitor_work_horse(job, queue, execution)
-        except redis.RedisError as error:  # RQ's own post-mortem, with Redis away
-            if not is_store_error(error):
-                raise
-            logger.warning("job %s: RQ's bookkeeping not written; Redis unavailable", job.id)
         if self._horse_status == os.EX_OK:
             return
         with self.app.app_context():
-            self._webhooks.recovery.seal_abandoned(job_id_of(job), HORSE_DIED, job.id, patient=True)
-
-
-def job_id_of(job: Any) -> str:
-    """The product's job id of an RQ job (its first argument; the RQ id may be a later
-    dispatch's, ``<id>--<n>``)."""
-    return str(job.args[0]) if job.args else str(job.id)
+            self._webhooks.recovery.seal_abandoned(
+                job_id_of(job.id), HORSE_DIED, job.id, patient=True
+            )
 
 
 class IdmsSimpleWorker(_AppWorkerMixin, SimpleWorker):

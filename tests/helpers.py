@@ -1,9 +1,10 @@
 """What the tests share besides fixtures: paths, the admin header, a poll path from a
 Location, a real forking worker process, waiting for a condition, PostgreSQL for the SQL
-cases, and a job left as a dead worker leaves it."""
+cases, a job left as a dead worker leaves it, and gunicorn with the shipped config."""
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import subprocess
@@ -20,6 +21,7 @@ import pytest
 import sqlalchemy as sa
 from flask.testing import FlaskClient
 
+from flask_idms_webhooks.redis_server import free_port
 from flask_idms_webhooks.state import WebhooksState
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -145,3 +147,52 @@ def abandon_job(
     since = time.time() - state.settings.heartbeat_timeout
     state.redis.set(state.store.suspect_key(document["ExecuteId"]), str(since))
     return answer
+
+
+SHIPPED_CONFIG = ROOT / "example_app" / "gunicorn.conf.py"
+
+
+def get(port: int, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+@contextmanager
+def gunicorn(tmp_path: Path, redis_url: str, queue_name: str) -> Iterator[tuple[int, Path]]:
+    """gunicorn with the shipped config serving the test app: (port, its log file)."""
+    port = free_port()
+    log = tmp_path / "gunicorn.log"
+    env = dict(
+        os.environ,
+        IDMS_WEBHOOKS_REDIS_URL=redis_url,
+        IDMS_WEBHOOKS_QUEUE_NAME=queue_name,
+        GUNICORN_WORKERS="1",
+    )
+    with log.open("wb") as output:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", str(SHIPPED_CONFIG),
+             "--bind", f"127.0.0.1:{port}", "tests.sample_app:create_app()"],
+            cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        try:
+
+            def serving() -> bool:
+                try:
+                    return get(port, "/idms/openapi.json")[0] == 200
+                except OSError:
+                    return False
+
+            wait_for(serving, timeout=30, interval=0.2)
+            yield port, log
+        finally:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait()

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -176,35 +177,52 @@ def test_cancel_a_running_job_on_a_forking_worker(client, key, start_worker):
     assert body["PercentComplete"] < 100
 
 
+class Renewal:
+    """The example app's renewal task over a database of its own, with a forking worker."""
+
+    def __init__(self, tmp_path: Path, redis_url: str, queue_name: str, start_worker) -> None:
+        self.database = tmp_path / "members.db"
+        app = create_example_app(
+            IDMS_WEBHOOKS_REDIS_URL=redis_url,
+            IDMS_WEBHOOKS_QUEUE_NAME=queue_name,
+            IDMS_WEBHOOKS_SECRET_KEY="example-secret",
+            EXAMPLE_DATABASE=str(self.database),
+        )
+        state = state_of(app)
+        self.before = self.paid_through()
+        start_worker(
+            app="example_app:create_app",
+            IDMS_WEBHOOKS_SECRET_KEY="example-secret",
+            EXAMPLE_DATABASE=str(self.database),
+        )
+        self.client = app.test_client()
+        key = state.credentials.task_key(state.tasks["renew-memberships"])
+        self.task_key = {"X-Webhook-Key": key}
+
+    def paid_through(self) -> dict[int, str]:
+        return dict(sqlite3.connect(self.database).execute("SELECT id, paid_through FROM member"))
+
+    def start(self):
+        return self.client.post(
+            "/idms/tasks/renew-memberships/jobs",
+            json={"QueryParameters": {"LastName": "", "PaidBefore": "2026-06-30"}},
+            headers=self.task_key,
+        )
+
+    def changed_rows(self) -> int:
+        after = self.paid_through()
+        return sum(1 for member_id, paid in after.items() if self.before[member_id] != paid)
+
+
 def test_example_app_changed_rows_equal_updated_count(
     tmp_path, redis_url, queue_name, start_worker
 ):
-    database = tmp_path / "members.db"
-    app = create_example_app(
-        IDMS_WEBHOOKS_REDIS_URL=redis_url,
-        IDMS_WEBHOOKS_QUEUE_NAME=queue_name,
-        IDMS_WEBHOOKS_SECRET_KEY="example-secret",
-        EXAMPLE_DATABASE=str(database),
-    )
-    state = state_of(app)
-    before = dict(sqlite3.connect(database).execute("SELECT id, paid_through FROM member"))
-    worker_env = {
-        "IDMS_WEBHOOKS_SECRET_KEY": "example-secret",
-        "EXAMPLE_DATABASE": str(database),
-    }
-    start_worker(app="example_app:create_app", **worker_env)
-    client = app.test_client()
-    task = state.tasks["renew-memberships"]
-    answer = client.post(
-        "/idms/tasks/renew-memberships/jobs",
-        json={"QueryParameters": {"LastName": "", "PaidBefore": "2026-06-30"}},
-        headers={"X-Webhook-Key": state.credentials.task_key(task)},
-    )
+    renewal = Renewal(tmp_path, redis_url, queue_name, start_worker)
+    answer = renewal.start()
     assert answer.status_code == 202
-    final, _ = poll_until_finished(client, answer.headers["Location"], timeout=90)
+    final, _ = poll_until_finished(renewal.client, answer.headers["Location"], timeout=90)
     body = final.get_json()
-    after = dict(sqlite3.connect(database).execute("SELECT id, paid_through FROM member"))
-    changed = sum(1 for member_id, paid in after.items() if before[member_id] != paid)
+    changed = renewal.changed_rows()
     assert body["Success"] is True
     assert body["RowCount"] > 1000
     assert changed == body["UpdatedCount"] > 1000
@@ -219,38 +237,16 @@ def test_a_cancel_racing_a_renewal_seals_the_rows_it_really_changed(
     """Reproduction 6 against the example database: a DELETE at any instant of a
     renewal (queued, starting, mid-run). The sealed counts are the rows changed in the
     database, and a cancelled job changed none it did not count."""
-    import time
-
-    database = tmp_path / "members.db"
-    app = create_example_app(
-        IDMS_WEBHOOKS_REDIS_URL=redis_url,
-        IDMS_WEBHOOKS_QUEUE_NAME=queue_name,
-        IDMS_WEBHOOKS_SECRET_KEY="example-secret",
-        EXAMPLE_DATABASE=str(database),
-    )
-    state = state_of(app)
-    before = dict(sqlite3.connect(database).execute("SELECT id, paid_through FROM member"))
-    start_worker(
-        app="example_app:create_app",
-        IDMS_WEBHOOKS_SECRET_KEY="example-secret",
-        EXAMPLE_DATABASE=str(database),
-    )
-    client = app.test_client()
-    task = state.tasks["renew-memberships"]
-    answer = client.post(
-        "/idms/tasks/renew-memberships/jobs",
-        json={"QueryParameters": {"LastName": "", "PaidBefore": "2026-06-30"}},
-        headers={"X-Webhook-Key": state.credentials.task_key(task)},
-    )
+    renewal = Renewal(tmp_path, redis_url, queue_name, start_worker)
+    answer = renewal.start()
     time.sleep(delay)
-    task_key = {"X-Webhook-Key": state.credentials.task_key(task)}
-    cancel = client.delete(f"/idms/jobs/{answer.get_json()['ExecuteId']}", headers=task_key)
+    cancel = renewal.client.delete(
+        f"/idms/jobs/{answer.get_json()['ExecuteId']}", headers=renewal.task_key
+    )
     assert cancel.status_code == 202
-    final, _ = poll_until_finished(client, answer.headers["Location"], timeout=90)
+    final, _ = poll_until_finished(renewal.client, answer.headers["Location"], timeout=90)
     body = final.get_json()
-    after = dict(sqlite3.connect(database).execute("SELECT id, paid_through FROM member"))
-    changed = sum(1 for member_id, paid in after.items() if before[member_id] != paid)
-    assert changed == body["UpdatedCount"], body
+    assert renewal.changed_rows() == body["UpdatedCount"], body
     if body["Status"] == "cancelled":
         assert body["Chain"] == []
     else:

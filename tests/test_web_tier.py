@@ -6,35 +6,16 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from datetime import timedelta
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from gunicorn.config import Config
 
 from flask_idms_webhooks.accesslog import RedactingLogger, redact_query
-from flask_idms_webhooks.redis_server import free_port
-from tests.helpers import ROOT, wait_for
-
-SHIPPED_CONFIG = ROOT / "example_app" / "gunicorn.conf.py"
-
-
-def get(port: int, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        return response.status, response.read()
-    finally:
-        connection.close()
+from tests.helpers import get, gunicorn
 
 
 def post(port: int, path: str, timeout: float = 5.0) -> int:
@@ -46,42 +27,6 @@ def post(port: int, path: str, timeout: float = 5.0) -> int:
         return response.status
     finally:
         connection.close()
-
-
-@contextmanager
-def gunicorn(tmp_path: Path, redis_url: str, queue_name: str) -> Iterator[tuple[int, Path]]:
-    """gunicorn with the shipped config serving the test app: (port, its log file)."""
-    port = free_port()
-    log = tmp_path / "gunicorn.log"
-    env = dict(
-        os.environ,
-        IDMS_WEBHOOKS_REDIS_URL=redis_url,
-        IDMS_WEBHOOKS_QUEUE_NAME=queue_name,
-        GUNICORN_WORKERS="1",
-    )
-    with log.open("wb") as output:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", str(SHIPPED_CONFIG),
-             "--bind", f"127.0.0.1:{port}", "tests.sample_app:create_app()"],
-            cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        try:
-
-            def serving() -> bool:
-                try:
-                    return get(port, "/idms/openapi.json")[0] == 200
-                except OSError:
-                    return False
-
-            wait_for(serving, timeout=30, interval=0.2)
-            yield port, log
-        finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait()
 
 
 def raw_request(port: int, data: bytes) -> tuple[int, dict[str, str], bytes]:

@@ -111,6 +111,39 @@ def new_document(
         "TaskId": task_id,
         "Status": QUEUED,
         "StatusDescription": "Queued",
+        **not_run(now),
+        "QueryParameters": {key: value.as_document() for key, value in parameters.items()},
+        "CreatedOn": now,
+        "PollingUrl": polling_url,
+        "RetryAfter": retry_after,
+        "Chain": [],
+        "Attempt": 1,
+        "Attempts": [],
+    }
+
+
+class AttemptFields(TypedDict):
+    """The fields of a document that are an attempt's own: its outcome and counts."""
+
+    Success: bool | None
+    PercentComplete: int
+    RowCount: int | None
+    ProcessedCount: int
+    InsertedCount: int
+    UpdatedCount: int
+    SkippedCount: int
+    ErrorCount: int
+    DeletedCount: int
+    Errors: list[RowError]
+    StartedOn: str | None
+    UpdatedOn: str
+    CompletedOn: str | None
+    Error: JobError | None
+
+
+def not_run(now: str) -> AttemptFields:
+    """The fields of an attempt that has not run yet: no outcome, no counts."""
+    return {
         "Success": None,
         "PercentComplete": 0,
         "RowCount": None,
@@ -121,17 +154,10 @@ def new_document(
         "ErrorCount": 0,
         "DeletedCount": 0,
         "Errors": [],
-        "QueryParameters": {key: value.as_document() for key, value in parameters.items()},
-        "CreatedOn": now,
         "StartedOn": None,
         "UpdatedOn": now,
         "CompletedOn": None,
-        "PollingUrl": polling_url,
-        "RetryAfter": retry_after,
-        "Chain": [],
         "Error": None,
-        "Attempt": 1,
-        "Attempts": [],
     }
 
 
@@ -148,33 +174,16 @@ def retried(document: JobDocument, cause: Cause, *, attempts: int, at: float) ->
         "Error": {"Type": cause[0], "Message": cause[1]},
     }
     when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
-    fresh = document.copy()
-    fresh.update(
-        {
-            "Status": QUEUED,
-            "StatusDescription": (
-                f"Attempt {attempt} of {attempts} ended ({cause[0]}: {cause[1]}); "
-                f"retrying at {when}"
-            ),
-            "Success": None,
-            "PercentComplete": 0,
-            "RowCount": None,
-            "ProcessedCount": 0,
-            "InsertedCount": 0,
-            "UpdatedCount": 0,
-            "SkippedCount": 0,
-            "ErrorCount": 0,
-            "DeletedCount": 0,
-            "Errors": [],
-            "StartedOn": None,
-            "UpdatedOn": now,
-            "CompletedOn": None,
-            "Error": None,
-            "Attempt": attempt + 1,
-            "Attempts": [*document.get("Attempts", []), ended],
-        }
-    )
-    return fresh
+    return {
+        **document,
+        "Status": QUEUED,
+        "StatusDescription": (
+            f"Attempt {attempt} of {attempts} ended ({cause[0]}: {cause[1]}); retrying at {when}"
+        ),
+        **not_run(now),
+        "Attempt": attempt + 1,
+        "Attempts": [*document.get("Attempts", []), ended],
+    }
 
 
 def finish(document: JobDocument, status: str, error: Cause | None = None) -> JobDocument:

@@ -238,7 +238,7 @@ class JobManager:
         settings = self.settings
         self.store.request_cancel(job_id, ttl=settings.job_timeout + settings.result_ttl)
         if document["Status"] == QUEUED:
-            rq_id = self.store.dispatch(job_id)[0]
+            rq_id = self.store.dispatch(job_id).rq_id
             sealed = finish(document, CANCELLED, CANCELLED_BY_REQUEST)
             queue = self.queue
             if self.store.cancel_queued(
@@ -288,21 +288,17 @@ class JobManager:
         """Run a job's task, if this dispatch (``rq_id``) is the one to run it, and seal
         its outcome, riding out Redis outages."""
         store = self.store
-        sealed, live, cancelled = self.patiently(lambda: store.read_to_run(job_id))
+        sealed, live, _ = self.patiently(lambda: store.read(job_id))
         if sealed is not None or live is None:
             return  # cancelled before it started, or expired
         document: JobDocument = loads(live)
         task = self.tasks.get(document["TaskId"])
-        if task is None or cancelled:
+        if task is None:
             current = self.patiently(lambda: store.dispatch(job_id))
-            if current.rq_id != (rq_id or job_id) or current.started:
-                return  # a dispatch of the past: the job is another one's now
-            if task is None:
+            if current.rq_id == (rq_id or job_id) and not current.started:
                 unknown = ("UnknownTask", f"No task {document['TaskId']!r} on this worker.")
                 self.seal(document, FAILED, unknown, patient=True)
-            else:
-                self.seal(document, CANCELLED, CANCELLED_BY_REQUEST, patient=True)
-            return
+            return  # (else a dispatch of the past: the job is another one's now)
         # A record an earlier release wrote has no attempts yet: this is its first.
         document.setdefault("Attempt", 1)
         document.setdefault("Attempts", [])
@@ -317,7 +313,7 @@ class JobManager:
             }
         )
         started = self.patiently(lambda: store.start(document, rq_id))
-        if started < 0:
+        if started < 0:  # cancelled before it started
             self.seal(queued, CANCELLED, CANCELLED_BY_REQUEST, patient=True)
         if started <= 0:
             return  # sealed, cancelled, or another dispatch's to run

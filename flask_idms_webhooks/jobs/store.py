@@ -98,23 +98,16 @@ class JobStore(DispatchRecords):
                 except redis.WatchError:
                     continue  # claimed meanwhile: read that claim
 
-    def read(self, job_id: str) -> tuple[bytes | None, bytes | None, bool]:
-        """(sealed document, live document, heartbeat alive) in one round trip."""
-        return self._read_with(job_id, self.heartbeat_key(job_id))
-
-    def read_to_run(self, job_id: str) -> tuple[bytes | None, bytes | None, bool]:
-        """(sealed document, live document, cancellation requested) in one round trip:
-        what a worker reads before it starts a job."""
-        return self._read_with(job_id, self.cancel_key(job_id))
-
     @available
-    def _read_with(self, job_id: str, flag: str) -> tuple[bytes | None, bytes | None, bool]:
-        """(sealed document, live document, whether ``flag`` exists): one MGET."""
-        sealed, live, flagged = cast(
+    def read(self, job_id: str) -> tuple[bytes | None, bytes | None, bool]:
+        """(sealed document, live document, heartbeat alive): one MGET."""
+        sealed, live, beat = cast(
             list[bytes | None],
-            self.redis.mget([self.result_key(job_id), self.live_key(job_id), flag]),
+            self.redis.mget(
+                [self.result_key(job_id), self.live_key(job_id), self.heartbeat_key(job_id)]
+            ),
         )
-        return sealed, live, flagged is not None
+        return sealed, live, beat is not None
 
     @available
     def update(self, document: JobDocument, row_errors: Sequence[RowError] = ()) -> bool:
