@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import os
 import threading
@@ -110,9 +111,13 @@ class _AppWorkerMixin:
         # unsubscribe reply first waits for the next message (60 s), and the join gives up
         # after 1 s, on every shutdown (and every burst). Stopping it first lets the reply
         # end it.
+        # (redis-py 8.2's stop() waits for the thread: it is told to stop without waiting.)
         thread = getattr(self, "pubsub_thread", None)
         if thread is not None:
-            thread.stop()
+            if "timeout" in inspect.signature(thread.stop).parameters:
+                thread.stop(timeout=0)
+            else:
+                thread.stop()
         super().unsubscribe()  # type: ignore[misc]
 
 
