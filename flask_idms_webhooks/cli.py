@@ -1,8 +1,11 @@
-"""``flask idms-webhooks ...``: the worker, the reaper, and the task list."""
+"""``flask idms-webhooks ...``: the worker, the reaper, the scheduler, the schedules and
+the task list."""
 
 from __future__ import annotations
 
 import json
+import signal
+import threading
 
 import click
 from flask import current_app
@@ -11,6 +14,7 @@ from werkzeug.urls import iri_to_uri
 
 from .errors import IdmsWebhooksError, ParameterError
 from .iupdate.prompts import filters_toml
+from .jobs.documents import CLI
 from .jobs.urls import local_base_url
 from .state import state_of
 from .worker import Reaper, make_worker
@@ -36,6 +40,12 @@ def cli() -> None:
     show_default=True,
     help="Run RQ's scheduler too (it queues delayed retries when they are due).",
 )
+@click.option(
+    "--schedules/--no-schedules",
+    default=True,
+    show_default=True,
+    help="Take part in running the task schedules (one process at a time does).",
+)
 @click.option("--logging-level", default="INFO", show_default=True, help="Log level of the worker.")
 @click.option("--max-jobs", type=int, default=None, help="Stop after this many jobs.")
 @with_appcontext
@@ -44,15 +54,20 @@ def worker_command(
     name: str | None,
     simple: bool,
     with_scheduler: bool,
+    schedules: bool,
     logging_level: str,
     max_jobs: int | None,
 ) -> None:
-    """Run an RQ worker for this app's queue, with the dead-job reaper."""
+    """Run an RQ worker for this app's queue, with the dead-job reaper and the task
+    schedules."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     state = state_of(app)
     worker = make_worker(app, simple=simple, name=name)
     reaper = Reaper(state)
     reaper.start()
+    loop = state.scheduler_loop() if schedules and not burst else None
+    if loop is not None:
+        loop.start()
     try:
         worker.serve(
             burst=burst,
@@ -61,7 +76,80 @@ def worker_command(
             max_jobs=max_jobs,
         )
     finally:
+        if loop is not None:
+            loop.stop()
         reaper.stop()
+
+
+@cli.command("scheduler")
+@with_appcontext
+def scheduler_command() -> None:
+    """Run the task schedules alone (no worker), until Ctrl-C or SIGTERM."""
+    state = state_of(current_app)
+    loop = state.scheduler_loop()
+    if loop is None:
+        raise click.UsageError("no task has a schedule")
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
+    click.echo(f"scheduler {loop.holder}: {len(state.scheduler.schedules)} scheduled task(s)")
+    loop.start()
+    while not stopping.wait(0.5) and loop.is_alive():
+        pass
+    loop.stop()
+
+
+@cli.group("schedules", invoke_without_command=True)
+@click.pass_context
+@with_appcontext
+def schedules_group(context: click.Context) -> None:
+    """Every task's schedule: cron, enabled, next and last run, last outcome."""
+    if context.invoked_subcommand is not None:
+        return
+    state = state_of(current_app)
+    views = state.scheduler.views()
+    for task in state.tasks.values():
+        view = views.get(task.id)
+        if view is None:
+            click.echo(f"{task.id}: no schedule (webhooks only)")
+            continue
+        when = ", ".join(view["Cron"]) or f"once at {view['RunAt']}"
+        state_text = "enabled" if view["Enabled"] else "DISABLED"
+        click.echo(f"{task.id}: {when} (UTC), {state_text}")
+        if view["DisabledReason"]:
+            click.echo(f"  disabled: {view['DisabledReason']}")
+        click.echo(f"  next run: {view['NextRunOn'] or '-'}")
+        last = view["LastRunOn"] or "-"
+        outcome = view["LastOutcome"] or "-"
+        click.echo(f"  last run: {last} ({outcome}), consecutive failures: "
+                   f"{view['ConsecutiveFailures']}")  # fmt: skip
+
+
+def _set_schedule(task_id: str, enabled: bool) -> None:
+    state = state_of(current_app)
+    task = state.tasks.get(task_id)
+    if task is None or task.schedule is None:
+        what = "no task" if task is None else "no schedule on task"
+        raise click.BadParameter(f"{what} {task_id!r}", param_hint="TASK")
+    view = state.scheduler.set_enabled(task, enabled, "Disabled from the command line")
+    click.echo(f"{task_id}: {'enabled' if view['Enabled'] else 'disabled'}; "
+               f"next run: {view['NextRunOn'] or '-'}")  # fmt: skip
+
+
+@schedules_group.command("enable")
+@click.argument("task")
+@with_appcontext
+def enable_command(task: str) -> None:
+    """Turn TASK's schedule on (its failure count starts afresh)."""
+    _set_schedule(task, True)
+
+
+@schedules_group.command("disable")
+@click.argument("task")
+@with_appcontext
+def disable_command(task: str) -> None:
+    """Turn TASK's schedule off (webhooks still start it)."""
+    _set_schedule(task, False)
 
 
 @cli.command("reap")
@@ -101,7 +189,7 @@ def trigger_command(task_id: str, params: tuple[str, ...], base_url: str | None)
     except ParameterError as error:
         raise click.UsageError(f"invalid QueryParameters: {json.dumps(error.errors)}") from None
     document = state.jobs.trigger(
-        task, resolved, state.urls.base(iri_to_uri(base_url or local_base_url()))
+        task, resolved, state.urls.base(iri_to_uri(base_url or local_base_url())), CLI
     )
     click.echo(document["PollingUrl"])
 

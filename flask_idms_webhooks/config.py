@@ -32,6 +32,11 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "STORE_OUTAGE": ("120s", "How long a worker rides out Redis being away, retrying, mid-job."),
     "START_ATTEMPTS": (3, "Times a job whose task code never started is dispatched again."),
     "CANCEL_GRACE": ("30s", "Wait for a running job to stop itself before its process is killed."),
+    "SCHEDULER_LEASE": (
+        "15s",
+        "How long the scheduler role outlives its holder: a successor within it.",
+    ),
+    "SCHEDULE_SECONDS": (False, "Accept a leading seconds field (6-field cron): tests and demos."),
     "REDIS_TIMEOUT": (1.0, "Socket and connect timeout of the web side's Redis client, seconds."),
     "DOCS_PATH": ("/docs", "Swagger UI path under the prefix (standalone Api only)."),
 }
@@ -75,6 +80,8 @@ class Settings:
     store_outage: int
     start_attempts: int
     cancel_grace: int
+    scheduler_lease: int
+    schedule_seconds: bool
     redis_timeout: float
     docs_path: str
 
@@ -106,6 +113,16 @@ class Settings:
             if value and not value.startswith("/"):
                 raise ConfigurationError(f"{PREFIX}{name} must start with '/', got {value!r}")
             return value.rstrip("/")
+
+        def flag(name: str) -> bool:
+            value = get(name)
+            if isinstance(value, str) and value.strip().lower() in ("", "0", "false", "no"):
+                return False
+            if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes"):
+                return True
+            if isinstance(value, bool):
+                return value
+            raise ConfigurationError(f"{PREFIX}{name} must be true or false, got {value!r}")
 
         redis_url = get("REDIS_URL")
         if not redis_url:
@@ -143,6 +160,8 @@ class Settings:
             store_outage=duration("STORE_OUTAGE"),
             start_attempts=positive_int("START_ATTEMPTS"),
             cancel_grace=duration("CANCEL_GRACE"),
+            scheduler_lease=duration("SCHEDULER_LEASE"),
+            schedule_seconds=flag("SCHEDULE_SECONDS"),
             redis_timeout=redis_timeout,
             docs_path=path("DOCS_PATH") or "/docs",
         )

@@ -7,8 +7,9 @@ registers the routes and the CLI. Nothing imports it but the package root.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
-from typing import TypeVar, cast
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from typing import Any, TypeVar, cast
 
 import redis
 from flask import Flask
@@ -19,8 +20,9 @@ from .config import EXTENSION_KEY, Settings
 from .errors import ConfigurationError, TaskLoadError
 from .iupdate.connections import Connections
 from .jobs.redis import warn_if_evicting, web_redis
-from .model.parameters import QueryParameterSet
+from .model.parameters import QueryParameterSet, schedule_problem
 from .model.reporting import Handler
+from .model.schedules import CatchUp, Schedule, parse_utc
 from .model.tasks import DEFAULT_RETRY_DELAYS, TASK_ID, Chain, FilterRow, Task, chain_errors
 from .security import AdminCheck, Credentials
 from .state import WebhooksState
@@ -68,6 +70,9 @@ class IdmsWebhooks:
         problem = task.retry_problem()
         if problem is not None:
             raise TaskLoadError(problem, task=task.id, key="retries")
+        bad_schedule = schedule_problem(task, seconds=True)  # 6 fields: checked at init_app
+        if bad_schedule is not None:
+            raise TaskLoadError(bad_schedule[1], task=task.id, key=bad_schedule[0])
         self._python_tasks[task.id] = task
         return task
 
@@ -87,9 +92,31 @@ class IdmsWebhooks:
         retries: int = 0,
         retry_delays: Iterable[int] = DEFAULT_RETRY_DELAYS,
         idempotent: bool = False,
+        schedule: str | Iterable[str] | None = None,
+        run_at: str | datetime | None = None,
+        schedule_parameters: Mapping[str, Any] | None = None,
+        enabled: bool = True,
+        max_failures: int = 0,
+        catch_up: str = "latest",
     ) -> Callable[[H], H]:
         """Decorator: the function becomes a task's work, called with the resolved
-        QueryParameters and a :class:`~flask_idms_webhooks.JobContext`."""
+        QueryParameters and a :class:`~flask_idms_webhooks.JobContext`. ``schedule`` (UTC
+        cron expressions) or ``run_at`` (once) make it run on its own too, with the task
+        file's meanings (docs/schedules.rst)."""
+        planned = None
+        if schedule is not None or run_at is not None:
+            try:
+                planned = Schedule(
+                    cron=(schedule,) if isinstance(schedule, str) else tuple(schedule or ()),
+                    run_at=parse_utc(run_at) if run_at is not None else None,
+                    parameters=dict(schedule_parameters or {}),
+                    enabled=enabled,
+                    max_failures=max_failures,
+                    catch_up=CatchUp(catch_up),
+                )
+            except ValueError as error:
+                key = "catch_up" if run_at is None else "run_at"
+                raise TaskLoadError(str(error), task=task_id, key=key) from None
 
         def decorate(handler: H) -> H:
             self.register_task(
@@ -108,6 +135,7 @@ class IdmsWebhooks:
                     retry_delays=tuple(retry_delays),
                     idempotent=idempotent,
                     chain=Chain(on_success=tuple(on_success), on_failure=tuple(on_failure)),
+                    schedule=planned,
                 )
             )
             return handler
@@ -127,8 +155,15 @@ class IdmsWebhooks:
         settings = Settings.from_app(app)
         connections = Connections()
         tasks = dict(self._python_tasks)
+        for task in tasks.values():  # Python tasks: a seconds field only where allowed
+            bad_schedule = schedule_problem(task, seconds=settings.schedule_seconds)
+            if bad_schedule is not None:
+                raise TaskLoadError(bad_schedule[1], task=task.id, key=bad_schedule[0])
         if settings.tasks_file:
-            for task in load_task_file(settings.tasks_file, connections):
+            loaded = load_task_file(
+                settings.tasks_file, connections, schedule_seconds=settings.schedule_seconds
+            )
+            for task in loaded:
                 if task.id in tasks:
                     raise TaskLoadError(
                         "defined in the file and in Python",
@@ -141,6 +176,14 @@ class IdmsWebhooks:
         if bad_chain is not None:
             task_id, key, message = bad_chain
             raise TaskLoadError(message, source=settings.tasks_file or "", task=task_id, key=key)
+        scheduled = [task.id for task in tasks.values() if task.schedule is not None]
+        if scheduled and not settings.public_url:
+            raise ConfigurationError(
+                "IDMS_WEBHOOKS_PUBLIC_URL is not set, and task "
+                f"{scheduled[0]!r} has a schedule: a scheduled job's PollingUrl is built on "
+                "it (there is no request to take it from). Set it to the URL callers reach "
+                "this service at."
+            )
         state = WebhooksState(
             settings=settings,
             credentials=Credentials(settings.secret_key, settings.admin_token, self._admin_check),

@@ -14,6 +14,7 @@ from .iupdate.connections import Connections
 from .jobs.lifecycle import JobManager
 from .jobs.recovery import Recovery
 from .jobs.redis import queue_for
+from .jobs.scheduler import Scheduler, SchedulerLoop
 from .jobs.store import JobStore
 from .jobs.urls import Urls
 from .model.parameters import QueryParameterSet
@@ -37,6 +38,7 @@ class WebhooksState:
     urls: Urls = field(init=False)
     jobs: JobManager = field(init=False)
     recovery: Recovery = field(init=False)
+    scheduler: Scheduler = field(init=False)
 
     def __post_init__(self) -> None:
         self.store = JobStore(
@@ -55,6 +57,13 @@ class WebhooksState:
             parameters=self.parameters,
         )
         self.recovery = Recovery(self.jobs)
+        self.scheduler = Scheduler(self.jobs)
+
+    def scheduler_loop(self) -> SchedulerLoop | None:
+        """A thread to take part in running the schedules (None: no task has one)."""
+        if not self.scheduler.schedules:
+            return None
+        return SchedulerLoop(self.scheduler, lease=self.settings.scheduler_lease)
 
     def in_work_horse(self, connection: Redis) -> None:
         """In a forked work-horse: talk to Redis through ``connection`` (RQ's own, so the

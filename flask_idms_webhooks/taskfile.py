@@ -15,10 +15,17 @@ from typing import Any, TypeVar
 
 from .config import parse_duration
 from .errors import TaskLoadError
-from .iupdate.connections import Connections, check_profile
+from .iupdate.connections import (
+    ENV_REFERENCE,
+    Connections,
+    check_profile,
+    refuse_literal_secrets,
+    resolve_sqlite_path,
+)
 from .iupdate.engine import IUpdate
-from .model.parameters import QueryParameterSet
+from .model.parameters import QueryParameterSet, schedule_problem
 from .model.reporting import Handler
+from .model.schedules import CatchUp, Schedule, parse_utc
 from .model.tasks import (
     DEFAULT_RETRY_DELAYS,
     TASK_ID,
@@ -33,12 +40,16 @@ from .model.tasks import (
     Task,
 )
 
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-E = TypeVar("E", Prompt, Operator, DataType, Action)
+SCHEDULE_KEYS = (
+    "schedule", "run_at", "schedule_parameters", "enabled", "max_failures", "catch_up",
+)  # fmt: skip
+_ENV = ENV_REFERENCE
+E = TypeVar("E", Prompt, Operator, DataType, Action, CatchUp)
 
 TASK_KEYS = {
     "id", "name", "description", "key", "key_version", "timeout", "retry_after",
     "handler", "source", "target", "chain", "retries", "retry_delays", "idempotent",
+    *SCHEDULE_KEYS,
 }  # fmt: skip
 SOURCE_KEYS = {"connection", "query", "page_size", "filters"}
 TARGET_KEYS = {
@@ -72,10 +83,13 @@ def _expand(value: Any, path: str, where: dict[str, str]) -> Any:
 class _TaskReader:
     """Reads one ``[[tasks]]`` table; ``fail`` raises with file, task and key."""
 
-    def __init__(self, source: str, table: Mapping[str, Any], index: int) -> None:
+    def __init__(
+        self, source: str, table: Mapping[str, Any], index: int, *, seconds: bool = False
+    ) -> None:
         self.source = source
         self.table = table
         self.task_id = str(table.get("id") or f"#{index + 1}")
+        self.seconds = seconds
 
     def fail(self, message: str, key: str) -> TaskLoadError:
         return TaskLoadError(message, source=self.source, task=self.task_id, key=key)
@@ -266,11 +280,52 @@ class _TaskReader:
             retries=retries,
             retry_delays=self.durations("retry_delays") or DEFAULT_RETRY_DELAYS,
             idempotent=self.flag(table, "idempotent", "idempotent"),
+            schedule=self.schedule(),
         )
         problem = task.retry_problem()
         if problem is not None:
             raise self.fail(problem, "retries")
+        bad = schedule_problem(task, seconds=self.seconds)
+        if bad is not None:
+            raise self.fail(bad[1], bad[0])
         return task
+
+    def schedule(self) -> Schedule | None:
+        """The task's schedule, if it has one (``schedule`` or ``run_at``)."""
+        table = self.table
+        given = [key for key in SCHEDULE_KEYS if key in table]
+        if "schedule" not in table and "run_at" not in table:
+            if given:
+                raise self.fail("needs a `schedule` (cron) or a `run_at` to apply to", given[0])
+            return None
+        cron = table.get("schedule", [])
+        cron = [cron] if isinstance(cron, str) else cron
+        if not isinstance(cron, list) or ("schedule" in table and not cron):
+            raise self.fail('must be a cron expression or a list of them, e.g. "0 2 * * *"',
+                            "schedule")  # fmt: skip
+        run_at = None
+        if "run_at" in table:
+            try:
+                run_at = parse_utc(table["run_at"])
+            except ValueError as error:
+                raise self.fail(f"{error} (e.g. 2026-12-24T02:00:00Z)", "run_at") from None
+        parameters = table.get("schedule_parameters", {})
+        if not isinstance(parameters, dict):
+            raise self.fail("must be a table of QueryParameters", "schedule_parameters")
+        max_failures = table.get("max_failures", 0)
+        if isinstance(max_failures, bool) or not isinstance(max_failures, int):
+            raise self.fail(f"must be a whole number from 0, got {max_failures!r}", "max_failures")
+        return Schedule(
+            cron=tuple(cron),
+            run_at=run_at,
+            parameters=parameters,
+            enabled=self.flag_or(table, "enabled", True),
+            max_failures=max_failures,
+            catch_up=self.enum(CatchUp, table.get("catch_up"), "catch_up", CatchUp.LATEST),
+        )
+
+    def flag_or(self, table: Mapping[str, Any], name: str, default: bool) -> bool:
+        return self.flag(table, name, name) if name in table else default
 
     def durations(self, key: str) -> tuple[int, ...]:
         raw = self.table.get(key, [])
@@ -290,55 +345,11 @@ class _TaskReader:
             raise self.fail(str(error), key) from None
 
 
-def _refuse_literal_secrets(name: str, profile: Any, source: str) -> None:
-    """Credentials come from the environment (``${NAME}``), never written in the file."""
-    if not isinstance(profile, dict):
-        return
-    password = profile.get("password")
-    if isinstance(password, str) and password and not _ENV.search(password):
-        raise TaskLoadError(
-            'write it as "${AN_ENVIRONMENT_VARIABLE}": credentials never sit in the file',
-            source=source,
-            key=f"connections.{name}.password",
-        )
-    url = profile.get("url")
-    if isinstance(url, str) and not _ENV.search(url):
-        from sqlalchemy.engine import make_url  # only for files that connect to SQL
-        from sqlalchemy.exc import ArgumentError
-
-        try:
-            literal = make_url(url).password
-        except ArgumentError:
-            return
-        if literal:
-            raise TaskLoadError(
-                'holds a password: give the URL (or its password) as "${AN_ENVIRONMENT_VARIABLE}"',
-                source=source,
-                key=f"connections.{name}.url",
-            )
-
-
-def resolve_sqlite_path(url: str, base: Path) -> str:
-    """A relative SQLite database path, resolved against the task file's folder (so the
-    web processes and the workers open the same file); every other URL as it is."""
-    from sqlalchemy.engine import make_url  # only for files that connect to SQL
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return url  # the engine reports it when it connects
-    database = parsed.database
-    if not parsed.drivername.startswith("sqlite") or not database or database == ":memory:":
-        return url
-    if database.startswith("file:") or Path(database).is_absolute():
-        return url
-    return parsed.set(database=str(base / database)).render_as_string(hide_password=False)
-
-
-def load_task_file(path: str | os.PathLike[str], connections: Connections) -> list[Task]:
+def load_task_file(
+    path: str | os.PathLike[str], connections: Connections, *, schedule_seconds: bool = False
+) -> list[Task]:
     """Read every task of a TOML task file; its engine tasks connect through
-    ``connections`` (the app's)."""
+    ``connections`` (the app's). ``schedule_seconds``: accept 6-field cron expressions."""
     source = str(path)
     try:
         with Path(path).open("rb") as handle:
@@ -349,7 +360,7 @@ def load_task_file(path: str | os.PathLike[str], connections: Connections) -> li
         raise TaskLoadError(f"not valid TOML: {error}", source=source) from None
     raw_profiles = document.get("connections") or {}
     for name, profile in raw_profiles.items() if isinstance(raw_profiles, dict) else ():
-        _refuse_literal_secrets(name, profile, source)
+        refuse_literal_secrets(name, profile, source)
     profiles = _expand(raw_profiles, "connections", {"source": source})
     base = Path(path).resolve().parent
     if not isinstance(profiles, dict):
@@ -369,7 +380,8 @@ def load_task_file(path: str | os.PathLike[str], connections: Connections) -> li
     for index, raw in enumerate(raw_tasks):
         reader = _TaskReader(source, raw, index)
         expanded = _expand(raw, "", {"source": source, "task": reader.task_id})
-        task = _TaskReader(source, expanded, index).task(profiles, connections)
+        reader = _TaskReader(source, expanded, index, seconds=schedule_seconds)
+        task = reader.task(profiles, connections)
         if task.id in seen:
             raise reader.fail("duplicate task id", "id")
         seen.add(task.id)

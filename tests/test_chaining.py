@@ -31,7 +31,8 @@ def test_on_success_children_start_with_the_parents_values(client, key, run_burs
     body = done.get_json()
     assert body["ExecuteId"] == child["ExecuteId"]
     assert body["InsertedCount"] == 3
-    assert body["QueryParameters"]["Count"] == {"Value": 3, "Source": "request"}
+    assert body["QueryParameters"]["Count"] == {"Value": 3, "Source": "chain"}
+    assert body["Trigger"] == "chain"
 
 
 def test_on_failure_children_start_and_on_success_ones_do_not(client, key, run_burst, state):

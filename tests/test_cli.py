@@ -24,6 +24,7 @@ def test_trigger_starts_a_job_and_prints_its_polling_url(app, client, run_burst,
     body = final.get_json()
     assert body["ProcessedCount"] == 4
     assert body["QueryParameters"]["Count"] == {"Value": 4, "Source": "request"}
+    assert body["Trigger"] == "cli"
 
 
 def test_trigger_refuses_bad_parameters_and_unknown_tasks(app, state):

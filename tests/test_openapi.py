@@ -24,7 +24,7 @@ JOB_FIELDS = {
     "RowCount", "ProcessedCount", "InsertedCount", "UpdatedCount", "SkippedCount",
     "ErrorCount", "DeletedCount", "Errors", "QueryParameters", "CreatedOn", "StartedOn",
     "UpdatedOn", "CompletedOn", "PollingUrl", "RetryAfter", "Chain", "Error", "Attempt",
-    "Attempts",
+    "Attempts", "Trigger", "DueOn",
 }  # fmt: skip
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from flask_idms_webhooks import TaskLoadError
-from flask_idms_webhooks.iupdate.connections import Connections
+from flask_idms_webhooks.iupdate.connections import Connections, resolve_sqlite_path
 from flask_idms_webhooks.iupdate.engine import IUpdate
-from flask_idms_webhooks.taskfile import load_task_file, resolve_sqlite_path
+from flask_idms_webhooks.taskfile import load_task_file
 
 GOOD = """
 [connections.db]

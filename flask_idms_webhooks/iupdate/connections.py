@@ -7,8 +7,10 @@ not cross a fork (a work-horse forgets what it inherited, as it does the Redis c
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import TaskLoadError
@@ -166,3 +168,53 @@ class Connections:
             if hasattr(made_one, "dispose"):
                 made_one.dispose(close=False)
         self._made = {}
+
+
+#: A ``${NAME}`` reference to an environment variable in a task file.
+ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def refuse_literal_secrets(name: str, profile: Any, source: str) -> None:
+    """Credentials come from the environment (``${NAME}``), never written in the file."""
+    if not isinstance(profile, dict):
+        return
+    password = profile.get("password")
+    if isinstance(password, str) and password and not ENV_REFERENCE.search(password):
+        raise TaskLoadError(
+            'write it as "${AN_ENVIRONMENT_VARIABLE}": credentials never sit in the file',
+            source=source,
+            key=f"connections.{name}.password",
+        )
+    url = profile.get("url")
+    if isinstance(url, str) and not ENV_REFERENCE.search(url):
+        from sqlalchemy.engine import make_url  # only for files that connect to SQL
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            literal = make_url(url).password
+        except ArgumentError:
+            return
+        if literal:
+            raise TaskLoadError(
+                'holds a password: give the URL (or its password) as "${AN_ENVIRONMENT_VARIABLE}"',
+                source=source,
+                key=f"connections.{name}.url",
+            )
+
+
+def resolve_sqlite_path(url: str, base: Path) -> str:
+    """A relative SQLite database path, resolved against the task file's folder (so the
+    web processes and the workers open the same file); every other URL as it is."""
+    from sqlalchemy.engine import make_url  # only for files that connect to SQL
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return url  # the engine reports it when it connects
+    database = parsed.database
+    if not parsed.drivername.startswith("sqlite") or not database or database == ":memory:":
+        return url
+    if database.startswith("file:") or Path(database).is_absolute():
+        return url
+    return parsed.set(database=str(base / database)).render_as_string(hide_password=False)

@@ -10,9 +10,10 @@ from typing import Any, Protocol, TypedDict
 from redis.client import Pipeline
 
 from ..errors import ParameterError
+from ..model.parameters import CHAIN as CHAIN_SOURCE
 from ..model.parameters import QueryParameterSet, ResolvedParameter
 from ..model.tasks import Task
-from .documents import SUCCEEDED, ChainEntry, JobDocument
+from .documents import CHAIN, SUCCEEDED, ChainEntry, JobDocument
 from .store import JobStore
 from .urls import Urls
 
@@ -26,7 +27,12 @@ class Jobs(Protocol):
     parameters: Mapping[str, QueryParameterSet]
 
     def prepare(
-        self, task: Task, parameters: Mapping[str, ResolvedParameter], base_url: str
+        self,
+        task: Task,
+        parameters: Mapping[str, ResolvedParameter],
+        base_url: str,
+        trigger: str = ...,
+        due_on: str | None = None,
     ) -> JobDocument: ...
 
     def live_ttl(self, task: Task) -> int: ...
@@ -95,7 +101,8 @@ class ChainStarter:
         parameter_set = self.jobs.parameters[child_id]
         passed = {key: value for key, value in values.items() if key in parameter_set.rows}
         try:
-            document = self.jobs.prepare(child, parameter_set.resolve(passed), base_url)
+            resolved = parameter_set.resolve(passed, source=CHAIN_SOURCE)
+            document = self.jobs.prepare(child, resolved, base_url, CHAIN)
         except ParameterError as error:
             failed = f"Invalid QueryParameters: {json.dumps(error.errors)}"
             return {"Entry": {**entry, "Error": failed}, "Document": None}

@@ -13,8 +13,21 @@ import redis
 from redis.client import Pipeline
 
 from .codec import available, dumps, loads
-from .documents import JobDocument
+from .documents import JOB_ID_LENGTH, JobDocument
 from .keys import StoreKeys
+
+
+def rq_job_id(job_id: str, dispatch: int) -> str:
+    """The RQ job id of a job's ``dispatch``-th dispatch: the job id for the first (as
+    every earlier release), ``<id>--<n>`` after (longer than any job id, so never one;
+    RQ allows letters, digits, ``_`` and ``-`` only)."""
+    return job_id if dispatch <= 1 else f"{job_id}--{dispatch}"
+
+
+def job_id_of(rq_id: str) -> str:
+    """The job id of an RQ job id ``rq_job_id`` made (a job id is 22 characters)."""
+    base, separator, number = rq_id.rpartition("--")
+    return base if separator and len(base) == JOB_ID_LENGTH and number.isdigit() else rq_id
 
 
 class Dispatch(NamedTuple):
@@ -62,6 +75,9 @@ class DispatchRecords(StoreKeys):
         pipe.set(self.live_key(job_id), body or dumps(document), ex=live_ttl)
         pipe.zadd(history, {job_id: now})
         pipe.zadd(self.QUEUED, {job_id: now})
+        active = self.active_key(document["TaskId"])
+        pipe.sadd(active, job_id)
+        pipe.expire(active, live_ttl)  # a task's live_ttl is one: its older ids are gone
         if next(self._creations) % HISTORY_TRIM_EVERY == 0:
             # Older entries can only point at records that have expired: keep the index
             # bounded (every so often: a trigger is a hot path).
@@ -217,6 +233,7 @@ class DispatchRecords(StoreKeys):
     redis.call('SET', KEYS[4], ARGV[2], 'NX', 'EX', ARGV[3])
     redis.call('DEL', KEYS[5], KEYS[6], KEYS[7], KEYS[8])
     redis.call('ZREM', KEYS[9], ARGV[4])
+    redis.call('SREM', KEYS[10], ARGV[4])
     return 1
     """
 
@@ -237,6 +254,7 @@ class DispatchRecords(StoreKeys):
             self.dispatch_key(job_id),
             self.suspect_key(job_id),
             self.QUEUED,
+            self.active_key(sealed["TaskId"]),
         ]
         args: list[str | bytes | float] = [rq_id, dumps(sealed), self.result_ttl, job_id]
         return bool(self.redis.eval(self.CANCEL_QUEUED, len(keys), *keys, *args))

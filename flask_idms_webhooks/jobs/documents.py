@@ -15,6 +15,12 @@ SUCCEEDED = "succeeded"
 FAILED = "failed"
 CANCELLED = "cancelled"
 
+#: How a job was started (its document's ``Trigger``).
+WEBHOOK = "webhook"
+SCHEDULE = "schedule"
+CLI = "cli"
+CHAIN = "chain"
+
 
 class RowError(TypedDict):
     """A source row that could not be written."""
@@ -78,6 +84,11 @@ class JobDocument(TypedDict):
     #: wrote has neither field: attempt 1, no earlier ones.)
     Attempt: int
     Attempts: list[AttemptRecord]
+    #: How it was started: webhook, schedule, cli or chain (absent in an earlier
+    #: release's record).
+    Trigger: str
+    #: A scheduled run's due time (its schedule's RecentRuns name it too); else None.
+    DueOn: str | None
 
 
 #: Why a job ended other than by succeeding: (error type, message).
@@ -104,6 +115,8 @@ def new_document(
     parameters: Mapping[str, ResolvedParameter],
     polling_url: str,
     retry_after: int,
+    trigger: str = WEBHOOK,
+    due_on: str | None = None,
 ) -> JobDocument:
     now = utc_now()
     return {
@@ -119,6 +132,8 @@ def new_document(
         "Chain": [],
         "Attempt": 1,
         "Attempts": [],
+        "Trigger": trigger,
+        "DueOn": due_on,
     }
 
 

@@ -14,7 +14,15 @@
   without it a job has its first dispatch, RQ job id = job id;
 - ``suspect:{id}`` when a job was first seen without a sign of life (no heartbeat while
   running, or taken off the queue and not started): a live worker clears it;
-- ``chained:{id}`` the chained jobs a finished job starts (claimed once, then created).
+- ``chained:{id}`` the chained jobs a finished job starts (claimed once, then created);
+- ``active:{task}`` the ids of a task's jobs that may be queued or running (a schedule
+  skips a due time while one of them still has a live record);
+- ``schedule:{task}`` a scheduled task's live state (hash): ``enabled``, ``file`` (the
+  task file's ``enabled`` it started from), ``seen`` (the last due time handled, or when
+  a scheduler first saw the task), ``failures``, ``reason``, ``last_run``, ``last_job``,
+  ``last_outcome``, ``counted`` (the last job whose outcome was counted);
+- ``schedule-runs:{task}`` its recent due times (JSON list, newest first);
+- ``scheduler`` the scheduler role's lease (its holder's name).
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ class StoreKeys:
 
     RUNNING = PREFIX + "running"
     QUEUED = PREFIX + "queued"
+    SCHEDULER = PREFIX + "scheduler"
 
     @staticmethod
     def live_key(job_id: str) -> str:
@@ -67,3 +76,15 @@ class StoreKeys:
     @staticmethod
     def claim_key(key: str) -> str:
         return f"{PREFIX}idem:{key}"
+
+    @staticmethod
+    def active_key(task_id: str) -> str:
+        return f"{PREFIX}active:{task_id}"
+
+    @staticmethod
+    def schedule_key(task_id: str) -> str:
+        return f"{PREFIX}schedule:{task_id}"
+
+    @staticmethod
+    def schedule_runs_key(task_id: str) -> str:
+        return f"{PREFIX}schedule-runs:{task_id}"

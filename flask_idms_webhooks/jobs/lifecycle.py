@@ -30,15 +30,15 @@ from ..model.parameters import QueryParameterSet, ResolvedParameter
 from ..model.tasks import Task
 from .chain import ChainStarter
 from .context import Heartbeat, JobContext
-from .dispatch import Dispatch
+from .dispatch import Dispatch, job_id_of, rq_job_id
 from .documents import (
     CANCELLED,
     CANCELLED_BY_REQUEST,
     FAILED,
     IN_PROGRESS,
-    JOB_ID_LENGTH,
     QUEUED,
     SUCCEEDED,
+    WEBHOOK,
     WORKER_DIED,
     Cause,
     ChainEntry,
@@ -87,19 +87,6 @@ def run_job(job_id: str) -> None:
     cast(_HasJobs, state).jobs.run(job_id, current.id if current is not None else job_id)
 
 
-def rq_job_id(job_id: str, dispatch: int) -> str:
-    """The RQ job id of a job's ``dispatch``-th dispatch: the job id for the first (as
-    every earlier release), ``<id>--<n>`` after (longer than any job id, so never one;
-    RQ allows letters, digits, ``_`` and ``-`` only)."""
-    return job_id if dispatch <= 1 else f"{job_id}--{dispatch}"
-
-
-def job_id_of(rq_id: str) -> str:
-    """The job id of an RQ job id ``rq_job_id`` made (a job id is 22 characters)."""
-    base, separator, number = rq_id.rpartition("--")
-    return base if separator and len(base) == JOB_ID_LENGTH and number.isdigit() else rq_id
-
-
 class JobManager:
     """The lifecycle of jobs for one app, given what it works with."""
 
@@ -123,17 +110,27 @@ class JobManager:
 
     # -- the web side -------------------------------------------------------------------
     def trigger(
-        self, task: Task, parameters: Mapping[str, ResolvedParameter], base_url: str
+        self,
+        task: Task,
+        parameters: Mapping[str, ResolvedParameter],
+        base_url: str,
+        trigger: str = WEBHOOK,
     ) -> JobDocument:
         """Start a job now: its document, written and enqueued in one round trip."""
-        document = self.prepare(task, parameters, base_url)
+        document = self.prepare(task, parameters, base_url, trigger)
         self.submit(task, document)
         return document
 
     def prepare(
-        self, task: Task, parameters: Mapping[str, ResolvedParameter], base_url: str
+        self,
+        task: Task,
+        parameters: Mapping[str, ResolvedParameter],
+        base_url: str,
+        trigger: str = WEBHOOK,
+        due_on: str | None = None,
     ) -> JobDocument:
-        """A new job's document (a fresh id, its polling URL); nothing is written yet."""
+        """A new job's document (a fresh id, its polling URL, how it was started: a
+        ``trigger`` of documents.py); nothing is written yet."""
         job_id = new_job_id()
         return new_document(
             job_id=job_id,
@@ -141,6 +138,8 @@ class JobManager:
             parameters=parameters,
             polling_url=self.urls.polling_url(base_url, job_id),
             retry_after=task.retry_after or self.settings.retry_after,
+            trigger=trigger,
+            due_on=due_on,
         )
 
     def submit(
@@ -271,8 +270,12 @@ class JobManager:
         """
         final = finish(document, status, error)
 
+        task = self.tasks.get(document["TaskId"])
+        schedule = task.schedule if task is not None else None
+        limit = schedule.max_failures if schedule is not None else None
+
         def seal_once() -> bytes:
-            if self.store.seal(final, row_errors):
+            if self.store.seal(final, row_errors, max_failures=limit):
                 return dumps(final)
             sealed, _, _ = self.store.read(final["ExecuteId"])
             return sealed or dumps(final)

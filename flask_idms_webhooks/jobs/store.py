@@ -13,9 +13,9 @@ from redis.client import Pipeline
 
 from ..errors import StoreUnavailable
 from .codec import STORE_ERRORS, available, dumps, is_store_error, loads, unavailable
-from .dispatch import DispatchRecords
 from .documents import JobDocument, RowError
 from .keys import PREFIX
+from .schedules import ScheduleRecords
 
 __all__ = [
     "IDEMPOTENCY_TTL",
@@ -45,7 +45,7 @@ class IdempotencyClaim(TypedDict):
     Body: str
 
 
-class JobStore(DispatchRecords):
+class JobStore(ScheduleRecords):
     """Reads and writes job records; every method is one Redis round trip."""
 
     def __init__(self, connection: redis.Redis, *, result_ttl: int, heartbeat_timeout: int) -> None:
@@ -163,10 +163,19 @@ class JobStore(DispatchRecords):
             return 0.0
 
     @available
-    def seal(self, document: JobDocument, row_errors: Sequence[RowError] = ()) -> bool:
-        """Write the final document once; answers whether this call was the one that did."""
+    def seal(
+        self,
+        document: JobDocument,
+        row_errors: Sequence[RowError] = (),
+        *,
+        max_failures: int | None = None,
+    ) -> bool:
+        """Write the final document once; answers whether this call was the one that did.
+        A scheduled job's outcome is counted for its schedule in the same transaction
+        (``max_failures``: its task's; None: the task has no schedule now)."""
         job_id = document["ExecuteId"]
         with self.redis.pipeline() as pipe:
+            counted = max_failures is not None and self.count_outcome(pipe, document, max_failures)
             pipe.set(self.result_key(job_id), dumps(document), nx=True, ex=self.result_ttl)
             pipe.delete(
                 self.live_key(job_id),
@@ -176,9 +185,10 @@ class JobStore(DispatchRecords):
             )
             pipe.zrem(self.RUNNING, job_id)
             pipe.zrem(self.QUEUED, job_id)
+            pipe.srem(self.active_key(document["TaskId"]), job_id)
             self._push_errors(pipe, job_id, row_errors)
             pipe.expire(self.errors_key(job_id), self.result_ttl)
-            written = pipe.execute()[0]
+            written = pipe.execute()[1 if counted else 0]
         return bool(written)
 
     @available

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple, TypedDict
 from marshmallow import ValidationError, fields, validate
 
 from ..errors import ParameterError, TaskLoadError
-from .tasks import DataType, FilterRow, Operator, Prompt
+from .tasks import DataType, FilterRow, Operator, Prompt, Task
 
 MAX_LIST_LENGTH = 1000
 MAX_STRING_LENGTH = 4000
@@ -24,6 +24,8 @@ MAX_STRING_LENGTH = 4000
 REQUEST = "request"
 TASK_DEFAULT = "task default"
 QUERY_DEFAULT = "query default"
+SCHEDULE = "schedule"  # a scheduled run's schedule_parameters
+CHAIN = "chain"  # a value passed on by the job a chained one follows
 
 
 class _DateTime(fields.Field[str]):
@@ -105,7 +107,7 @@ class ParameterValue(TypedDict):
     """One resolved QueryParameters value as a job document shows it."""
 
     Value: Any
-    Source: str  # request | task default | query default
+    Source: str  # request | schedule | chain | task default | query default
 
 
 class ResolvedParameter(NamedTuple):
@@ -169,8 +171,11 @@ class QueryParameterSet:
     def keys(self) -> list[str]:
         return list(self.rows)
 
-    def resolve(self, supplied: Mapping[str, Any] | None) -> dict[str, ResolvedParameter]:
-        """Resolve a caller's QueryParameters; raises ``ParameterError`` (a 422)."""
+    def resolve(
+        self, supplied: Mapping[str, Any] | None, source: str = REQUEST
+    ) -> dict[str, ResolvedParameter]:
+        """Resolve a caller's QueryParameters (given values carry ``source``: the request,
+        a schedule, a chain); raises ``ParameterError`` (a 422)."""
         supplied = supplied or {}
         errors: dict[str, Any] = {}
         for key in supplied:
@@ -192,7 +197,7 @@ class QueryParameterSet:
         resolved: dict[str, ResolvedParameter] = {}
         for key, row in self.rows.items():
             if key in given:
-                resolved[key] = ResolvedParameter(given[key], REQUEST)
+                resolved[key] = ResolvedParameter(given[key], source)
             elif key in self.defaults:
                 resolved[key] = ResolvedParameter(self.defaults[key], TASK_DEFAULT)
             elif key in self.query_defaults:
@@ -233,3 +238,29 @@ class QueryParameterSet:
 
     def body_template(self) -> dict[str, Any]:
         return {"QueryParameters": dict.fromkeys(self.rows, "")}
+
+
+def schedule_problem(task: Task, *, seconds: bool = False) -> tuple[str, str] | None:
+    """(key, message) of what is wrong with a task's schedule, if anything: its cron
+    expressions, ``run_at``, counters, and its ``schedule_parameters`` (validated as a
+    webhook body would be)."""
+    schedule = task.schedule
+    if schedule is None:
+        return None
+    problem = schedule.problem(seconds=seconds)
+    if problem is not None:
+        return problem
+    try:
+        QueryParameterSet(task.filters).resolve(schedule.parameters, SCHEDULE)
+    except ParameterError as error:
+        key, messages = next(iter(error.errors.items()))
+        return f"schedule_parameters.{key}", "; ".join(map(str, _flat(messages)))
+    return None
+
+
+def _flat(messages: Any) -> list[Any]:
+    if isinstance(messages, list):
+        return [item for message in messages for item in _flat(message)]
+    if isinstance(messages, dict):
+        return [item for message in messages.values() for item in _flat(message)]
+    return [messages]

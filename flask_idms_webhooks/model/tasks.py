@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Any
 
 from .reporting import Handler
+from .schedules import Schedule
 
 TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -126,6 +127,7 @@ class Task:
     retries: int = 0
     retry_delays: tuple[int, ...] = DEFAULT_RETRY_DELAYS  # seconds before retry 1, 2, ...
     idempotent: bool = False  # a Python task says its work is safe to repeat
+    schedule: Schedule | None = None  # when it runs on its own; None: by webhook only
 
     def retry_delay(self, retry: int) -> int:
         """Seconds before the ``retry``-th retry (from 1): the last delay repeats."""

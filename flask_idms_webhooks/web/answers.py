@@ -17,6 +17,7 @@ from werkzeug.urls import iri_to_uri
 
 from ..errors import OutcomeUnknown, StoreUnavailable
 from ..jobs.documents import JobDocument, RowError
+from ..jobs.scheduler import ScheduleView
 from ..jobs.store import dumps
 from ..jobs.urls import WebhookUrls
 from ..model.parameters import ParameterValue
@@ -37,6 +38,7 @@ class TaskDocument(TypedDict):
     Webhooks: WebhookUrls
     QueryParameters: list[dict[str, Any]]
     BodyTemplate: dict[str, Any]
+    Schedule: ScheduleView | None
 
 
 class ExecuteAnswer(TypedDict):
@@ -139,7 +141,15 @@ def execute_answer(document: JobDocument) -> ExecuteAnswer:
     return {"ExecuteId": document["ExecuteId"], "TaskId": document["TaskId"], "Status": "queued"}
 
 
-def task_document(state: WebhooksState, base: str, task: Task) -> TaskDocument:
+def task_documents(state: WebhooksState, base: str, tasks: list[Task]) -> list[TaskDocument]:
+    """The tasks' documents, their schedules read in one round trip."""
+    schedules = state.scheduler.views_of(tasks)
+    return [task_document(state, base, task, schedules[task.id]) for task in tasks]
+
+
+def task_document(
+    state: WebhooksState, base: str, task: Task, schedule: ScheduleView | None
+) -> TaskDocument:
     parameters = state.parameters[task.id]
     return {
         "TaskId": task.id,
@@ -148,6 +158,7 @@ def task_document(state: WebhooksState, base: str, task: Task) -> TaskDocument:
         "Webhooks": state.urls.webhooks(base, task),
         "QueryParameters": parameters.describe(),
         "BodyTemplate": parameters.body_template(),
+        "Schedule": schedule,
     }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask_smorest.error_handler import ErrorSchema
 from marshmallow import Schema, fields, validate
 
@@ -22,7 +24,9 @@ class TriggerBodySchema(Schema):
 
 class ParameterValueSchema(Schema):
     Value = fields.Raw(allow_none=True)
-    Source = fields.String(validate=validate.OneOf(["request", "task default", "query default"]))
+    Source = fields.String(
+        validate=validate.OneOf(["request", "schedule", "chain", "task default", "query default"])
+    )
 
 
 class RowErrorSchema(Schema):
@@ -86,6 +90,14 @@ class JobSchema(Schema):
     Attempts = fields.List(
         fields.Nested(AttemptSchema), metadata={"description": "Earlier runs, retried."}
     )
+    Trigger = fields.String(
+        validate=validate.OneOf(["webhook", "schedule", "cli", "chain"]),
+        metadata={"description": "How the job was started."},
+    )
+    DueOn = fields.String(
+        allow_none=True,
+        metadata={"description": "A scheduled run's due time (UTC); null for the others."},
+    )
 
 
 class ExecuteSchema(Schema):
@@ -117,6 +129,46 @@ class TaskParameterSchema(Schema):
     QueryDefault = fields.Raw()
 
 
+class RecentRunSchema(Schema):
+    DueOn = fields.String(metadata={"description": "The due time (UTC)."})
+    ExecuteId = fields.String(metadata={"description": "The job it started."})
+    Skipped = fields.String(metadata={"description": "Why no job started."})
+    Missed = fields.Integer(metadata={"description": "Earlier due times folded into this run."})
+
+
+class ScheduleSchema(Schema):
+    """A task's schedule: when it runs on its own (all times UTC, ISO 8601 with Z)."""
+
+    Cron = fields.List(fields.String(), metadata={"description": "UTC cron expressions."})
+    RunAt = fields.String(allow_none=True, metadata={"description": "A one-time run."})
+    Enabled = fields.Boolean()
+    NextRunOn = fields.String(allow_none=True, metadata={"description": "Null while disabled."})
+    LastRunOn = fields.String(allow_none=True)
+    LastOutcome = fields.String(allow_none=True)
+    ConsecutiveFailures = fields.Integer()
+    MaxFailures = fields.Integer(metadata={"description": "0: it never disables itself."})
+    CatchUp = fields.String(validate=validate.OneOf(["latest", "none"]))
+    DisabledReason = fields.String(allow_none=True)
+    RecentRuns = fields.List(
+        fields.Nested(RecentRunSchema), metadata={"description": "Newest first."}
+    )
+
+
+class StrictBoolean(fields.Boolean):
+    """JSON ``true`` or ``false`` only (not 0, 1, "yes")."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
+class ScheduleBodySchema(Schema):
+    """Turn a task's schedule on or off."""
+
+    Enabled = StrictBoolean(required=True)
+
+
 class TaskSchema(Schema):
     TaskId = fields.String()
     Name = fields.String()
@@ -124,6 +176,9 @@ class TaskSchema(Schema):
     Webhooks = fields.Nested(WebhookUrlsSchema)
     QueryParameters = fields.List(fields.Nested(TaskParameterSchema))
     BodyTemplate = fields.Dict()
+    Schedule = fields.Nested(
+        ScheduleSchema, allow_none=True, metadata={"description": "Null: webhooks only."}
+    )
 
 
 class JobListArgsSchema(Schema):

@@ -13,7 +13,9 @@ from typing import Any
 from flask import Response, current_app, request
 
 from ..errors import StoreUnavailable
+from ..jobs.scheduler import ScheduleView
 from ..jobs.store import loads
+from ..model.tasks import Task
 from ..state import state_of
 from .answers import (
     TaskDocument,
@@ -25,7 +27,7 @@ from .answers import (
     request_root,
     row_errors_csv,
     store_unavailable_answer,
-    task_document,
+    task_documents,
 )
 from .auth import (
     admin_of_task,
@@ -54,6 +56,8 @@ from .schemas import (
     JobListArgsSchema,
     JobListSchema,
     JobSchema,
+    ScheduleBodySchema,
+    ScheduleSchema,
     TaskSchema,
     TriggerBodySchema,
     ValidateSchema,
@@ -84,23 +88,57 @@ def undecodable_query(error: UnicodeDecodeError) -> Response:
 @guarded(admin_of_task)
 @ADMIN_ONLY
 @blp.response(200, TaskSchema(many=True))
-@documented_errors(401, store=False)
+@documented_errors(401)
 def list_tasks() -> list[TaskDocument]:
-    """List the tasks (admin)."""
+    """List the tasks, with their schedules (admin)."""
     state = state_of(current_app)
-    base = state.urls.base(request_root())
-    return [task_document(state, base, task) for task in state.tasks.values()]
+    return task_documents(state, state.urls.base(request_root()), list(state.tasks.values()))
 
 
 @blp.route("/tasks/<task_id>")
 @guarded(admin_of_task)
 @ADMIN_ONLY
 @blp.response(200, TaskSchema)
-@documented_errors(401, 404, store=False)
+@documented_errors(401, 404)
 def get_task(task_id: str) -> TaskDocument:
-    """A task's webhook URLs (with its key), parameters and body template (admin)."""
+    """A task's webhook URLs (with its key), parameters, body template and schedule (admin)."""
     state = state_of(current_app)
-    return task_document(state, state.urls.base(request_root()), known_task(state, task_id))
+    task = known_task(state, task_id)
+    return task_documents(state, state.urls.base(request_root()), [task])[0]
+
+
+def scheduled_task(task_id: str) -> Task:
+    state = state_of(current_app)
+    task = known_task(state, task_id)
+    if task.schedule is None:
+        refuse(404, f"Task {task_id!r} has no schedule (it runs by webhook only).")
+    return task
+
+
+@blp.route("/tasks/<task_id>/schedule", methods=["GET"])
+@guarded(admin_of_task)
+@ADMIN_ONLY
+@blp.response(200, ScheduleSchema)
+@documented_errors(401, 404)
+def get_schedule(task_id: str) -> ScheduleView:
+    """A task's schedule: cron, enabled, next and last run, failures, recent due times (admin)."""
+    task = scheduled_task(task_id)
+    view = state_of(current_app).scheduler.views_of([task])[task.id]
+    assert view is not None  # the task has a schedule
+    return view
+
+
+@blp.route("/tasks/<task_id>/schedule", methods=["PUT"])
+@guarded(admin_of_task)
+@ADMIN_ONLY
+@blp.arguments(ScheduleBodySchema)
+@blp.response(200, ScheduleSchema)
+@documented_errors(400, 401, 404, 415, 422)
+def put_schedule(body: dict[str, bool], task_id: str) -> ScheduleView:
+    """Turn a task's schedule on (its failure count starts afresh) or off (admin)."""
+    task = scheduled_task(task_id)
+    scheduler = state_of(current_app).scheduler
+    return scheduler.set_enabled(task, body["Enabled"], "Disabled by an admin (PUT schedule)")
 
 
 @blp.route("/tasks/<task_id>/execute", methods=["POST"])
