@@ -4,6 +4,7 @@ the task list."""
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import threading
 
@@ -23,6 +24,18 @@ BASE_URL_HELP = (
     "Base of the URLs made when IDMS_WEBHOOKS_PUBLIC_URL is not set "
     "(default: http://127.0.0.1:$PORT, port 8000 without PORT)."
 )
+
+
+def log_to_stderr(level: str) -> None:
+    """Show the extension's log (the reaper, the scheduler) on stderr at ``level``, unless
+    the app set up logging itself."""
+    logger = logging.getLogger("flask_idms_webhooks")
+    if logger.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(level.upper())
 
 
 @click.group("idms-webhooks")
@@ -62,6 +75,7 @@ def worker_command(
     schedules."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     state = state_of(app)
+    log_to_stderr(logging_level)
     worker = make_worker(app, simple=simple, name=name)
     reaper = Reaper(state)
     reaper.start()
@@ -82,10 +96,12 @@ def worker_command(
 
 
 @cli.command("scheduler")
+@click.option("--logging-level", default="INFO", show_default=True, help="Log level.")
 @with_appcontext
-def scheduler_command() -> None:
+def scheduler_command(logging_level: str) -> None:
     """Run the task schedules alone (no worker), until Ctrl-C or SIGTERM."""
     state = state_of(current_app)
+    log_to_stderr(logging_level)
     loop = state.scheduler_loop()
     if loop is None:
         raise click.UsageError("no task has a schedule")

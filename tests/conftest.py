@@ -114,7 +114,9 @@ def start_worker(
 ) -> Iterator[Callable[..., WorkerProcess]]:
     workers: list[WorkerProcess] = []
 
-    def start(app: str = "tests.sample_app:create_app", **extra_env: str) -> WorkerProcess:
+    def start(
+        app: str = "tests.sample_app:create_app", *command: str, **extra_env: str
+    ) -> WorkerProcess:
         env = dict(os.environ)
         env.update(
             IDMS_WEBHOOKS_REDIS_URL=redis_url,
@@ -123,7 +125,7 @@ def start_worker(
             PYTHONUNBUFFERED="1",
         )
         env.update(extra_env)
-        worker = WorkerProcess(env, tmp_path / f"worker-{len(workers)}.log", app)
+        worker = WorkerProcess(env, tmp_path / f"worker-{len(workers)}.log", app, command)
         workers.append(worker)
         return worker
 

@@ -35,14 +35,17 @@ def poll_path(location: str) -> str:
 
 
 class WorkerProcess:
-    """A real forking worker: ``flask --app tests.sample_app idms-webhooks worker``."""
+    """A real forking worker: ``flask --app tests.sample_app idms-webhooks worker`` (or
+    another ``command`` of ``flask idms-webhooks``)."""
 
-    def __init__(self, env: dict[str, str], log: Path, app: str) -> None:
+    def __init__(
+        self, env: dict[str, str], log: Path, app: str, command: tuple[str, ...] = ()
+    ) -> None:
         self.log = log
         self._log_file = log.open("wb")
+        command = command or ("worker", "--logging-level", "INFO")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "flask", "--app", app,
-             "idms-webhooks", "worker", "--logging-level", "INFO"],
+            [sys.executable, "-m", "flask", "--app", app, "idms-webhooks", *command],
             cwd=ROOT,
             env=env,
             stdout=self._log_file,
