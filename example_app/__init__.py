@@ -13,11 +13,15 @@ from typing import Any
 from flask import Flask
 
 from flask_idms_webhooks import IdmsWebhooks
+from flask_idms_webhooks.jobs.urls import local_base_url
 
 from .database import ensure_database
 
 HERE = Path(__file__).resolve().parent
 TASKS_FILE = HERE / "tasks.toml"
+#: The dues summary's schedule (UTC): nightly, or every 10 s with EXAMPLE_FAST_SCHEDULE=1.
+NIGHTLY = "0 2 * * *"
+FAST_SCHEDULE = "*/10 * * * * *"
 #: Where the bundled iMIS double listens when no IMIS_BASE_URL is given.
 BUNDLED_DOUBLE = {
     "IMIS_BASE_URL": "http://127.0.0.1:8765",
@@ -34,6 +38,15 @@ def create_app(**config: Any) -> Flask:
         if name.startswith(("IDMS_WEBHOOKS_", "EXAMPLE_")):
             app.config[name] = value
     app.config.update(config)
+    # A scheduled job has no request to take its PollingUrl's host from: on this machine
+    # unless told otherwise (`make run` sets it to where it serves).
+    app.config.setdefault("IDMS_WEBHOOKS_PUBLIC_URL", local_base_url())
+    # tasks.toml schedules refresh-dues-summary as ${EXAMPLE_DUES_SCHEDULE}: nightly, or
+    # every 10 seconds (a seconds field, a demo's) with EXAMPLE_FAST_SCHEDULE=1.
+    fast = str(app.config.get("EXAMPLE_FAST_SCHEDULE", "")).strip() in ("1", "true", "yes")
+    os.environ["EXAMPLE_DUES_SCHEDULE"] = FAST_SCHEDULE if fast else NIGHTLY
+    if fast:
+        app.config["IDMS_WEBHOOKS_SCHEDULE_SECONDS"] = True
     ensure_database(app.config["EXAMPLE_DATABASE"])
     # tasks.toml names its database as ${EXAMPLE_DATABASE_URL}: point it at this one.
     os.environ["EXAMPLE_DATABASE_URL"] = "sqlite:///" + str(app.config["EXAMPLE_DATABASE"])

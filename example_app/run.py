@@ -80,6 +80,7 @@ def main() -> int:
     if not env.get("IDMS_WEBHOOKS_ADMIN_TOKEN"):
         env["IDMS_WEBHOOKS_ADMIN_TOKEN"] = secrets.token_urlsafe(24)
     port = env.get("PORT", "8000")
+    env.setdefault("IDMS_WEBHOOKS_PUBLIC_URL", f"http://127.0.0.1:{port}")
     redis_server = None
     if not env.get("IDMS_WEBHOOKS_REDIS_URL"):
         redis_server = PrivateRedis(INSTANCE / "redis", unix_socket=True, persistent=True).start()
@@ -106,11 +107,17 @@ def main() -> int:
         )
     else:
         print(f"iMIS:         {env['IMIS_BASE_URL']}")
+    schedules = state.scheduler.views()
     for task in state.tasks.values():
         webhooks = state.urls.webhooks(base, task)
         print(f"Task {task.id}:")
         print(f"  standard webhook: {webhooks['Standard']}")
         print(f"  polling webhook:  {webhooks['Polling']}")
+        if task.id in schedules:
+            view = schedules[task.id]
+            print(f"  schedule:         {', '.join(view['Cron'])} (UTC), "
+                  f"{'enabled' if view['Enabled'] else 'disabled'}; "
+                  f"Next run: {view['NextRunOn'] or '-'}")  # fmt: skip
     print(flush=True)
 
     python = sys.executable

@@ -105,3 +105,19 @@ def test_renewal_uses_the_fixed_status_filter_and_counts_every_row(example):
     assert inactive.fetchone()[0] == 0  # the fixed filter Status = "A" kept them out
     assert final["ProcessedCount"] == final["RowCount"] > 100
     assert final["UpdatedCount"] + final["SkippedCount"] + final["ErrorCount"] == final["RowCount"]
+
+
+def test_the_dues_summary_runs_nightly_or_every_ten_seconds_in_the_demo(tmp_path, redis_url):
+    def schedule_of(**extra):
+        app = create_app(
+            IDMS_WEBHOOKS_REDIS_URL=redis_url,
+            IDMS_WEBHOOKS_SECRET_KEY="example-secret",
+            EXAMPLE_DATABASE=str(tmp_path / "members.db"),
+            **extra,
+        )
+        return state_of(app).tasks["refresh-dues-summary"].schedule
+
+    nightly = schedule_of()
+    assert nightly.cron == ("0 2 * * *",) and nightly.max_failures == 3
+    assert schedule_of(EXAMPLE_FAST_SCHEDULE="1").cron == ("*/10 * * * * *",)
+    assert schedule_of().cron == ("0 2 * * *",)  # not left behind in the environment
