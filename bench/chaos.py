@@ -95,8 +95,10 @@ def children(pid: int) -> list[int]:
 class Workers:
     """The storm's forking workers, each in a process group of its own."""
 
-    def __init__(self, url: str, logs: Path) -> None:
-        self.url, self.logs = url, logs
+    def __init__(
+        self, url: str, logs: Path, app: str = "bench.chaos:create_app", *options: str
+    ) -> None:
+        self.url, self.logs, self.app, self.options = url, logs, app, options
         self.processes: list[subprocess.Popen[bytes]] = []
         self.log_files: list[IO[bytes]] = []
         self.started = 0
@@ -108,15 +110,19 @@ class Workers:
         self.started += 1
         self.processes.append(
             subprocess.Popen(
-                [sys.executable, "-m", "flask", "--app", "bench.chaos:create_app",
-                 "idms-webhooks", "worker", "--logging-level", "WARNING"],
+                [sys.executable, "-m", "flask", "--app", self.app,
+                 "idms-webhooks", "worker", "--logging-level", "WARNING", *self.options],
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         )  # fmt: skip
 
-    def kill_one(self) -> None:
-        victim = self.processes.pop(random.randrange(len(self.processes)))
+    def kill_one(self, pid: int | None = None) -> None:
+        """SIGKILL one worker (the one of ``pid``, else one at random) and its horse."""
+        index = random.randrange(len(self.processes))
+        if pid is not None:
+            index = next(i for i, p in enumerate(self.processes) if p.pid == pid)
+        victim = self.processes.pop(index)
         # The work-horse is in a process group of its own: kill it by its pid, with the
         # worker (and its scheduler) in theirs.
         for pid in children(victim.pid):
