@@ -105,18 +105,28 @@ class IdmsWebhooks:
         file's meanings (docs/schedules.rst)."""
         planned = None
         if schedule is not None or run_at is not None:
+
+            def fail(key: str, message: str) -> TaskLoadError:
+                return TaskLoadError(message, task=task_id, key=key)
+
+            if isinstance(schedule, str):
+                schedule = (schedule,)
+            if not isinstance(schedule, Iterable | None):
+                raise fail("schedule", f"a cron expression or a list of them, got {schedule!r}")
+            if catch_up not in set(CatchUp):
+                raise fail("catch_up", f"{catch_up!r} is not one of latest, none")
             try:
-                planned = Schedule(
-                    cron=(schedule,) if isinstance(schedule, str) else tuple(schedule or ()),
-                    run_at=parse_utc(run_at) if run_at is not None else None,
-                    parameters=dict(schedule_parameters or {}),
-                    enabled=enabled,
-                    max_failures=max_failures,
-                    catch_up=CatchUp(catch_up),
-                )
+                when = parse_utc(run_at) if run_at is not None else None
             except ValueError as error:
-                key = "catch_up" if run_at is None else "run_at"
-                raise TaskLoadError(str(error), task=task_id, key=key) from None
+                raise fail("run_at", str(error)) from None
+            planned = Schedule(
+                cron=tuple(schedule or ()),
+                run_at=when,
+                parameters=dict(schedule_parameters or {}),
+                enabled=enabled,
+                max_failures=max_failures,
+                catch_up=CatchUp(catch_up),
+            )
 
         def decorate(handler: H) -> H:
             self.register_task(

@@ -45,6 +45,7 @@ class WebhooksState:
             self.redis,
             result_ttl=self.settings.result_ttl,
             heartbeat_timeout=self.settings.heartbeat_timeout,
+            namespace=self.settings.queue_name,
         )
         self.queue = queue_for(self.redis, self.settings.queue_name)
         self.urls = Urls(self.settings.url_prefix, self.settings.public_url, self.credentials)

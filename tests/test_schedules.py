@@ -17,7 +17,8 @@ from flask import Flask
 
 from flask_idms_webhooks import IdmsWebhooks
 from flask_idms_webhooks.errors import ConfigurationError, TaskLoadError
-from flask_idms_webhooks.jobs.scheduler import Scheduler
+from flask_idms_webhooks.jobs import schedules as records
+from flask_idms_webhooks.jobs.scheduler import Scheduler, SchedulerLoop
 from flask_idms_webhooks.model.schedules import Schedule, cron_problem, parse_utc
 from flask_idms_webhooks.state import WebhooksState, state_of
 from flask_idms_webhooks.worker import make_worker
@@ -132,6 +133,7 @@ def test_cron_problems_quote_the_expression():
     ("body", "key", "says"),
     [
         ('schedule = "0 25 * * *"', "schedule", "'0 25 * * *'"),
+        ('schedule = "0 0 30 2 *"', "schedule", "never due"),
         ('schedule = ["0 2 * * *", "every night"]', "schedule", "'every night'"),
         ('schedule = "*/5 * * * * *"', "schedule", "6 fields"),
         ('schedule = "0 2 * * *"\nrun_at = 2026-12-24T02:00:00Z', "run_at", "not both"),
@@ -417,3 +419,81 @@ def test_the_schedules_commands(scheduled):
         assert "nightly: enabled; next run: 2026-12-06T02:00:00Z" in on.output
     bad = runner.invoke(args=["idms-webhooks", "schedules", "enable", "plain"])
     assert bad.exit_code == 2 and "no schedule" in bad.output
+
+
+def test_a_claim_retried_after_the_running_job_ended_starts_the_run(scheduled, monkeypatch):
+    app = scheduled(NIGHTLY)
+    state = state_of(app)
+    key = state.credentials.task_key(state.tasks["nightly"])
+    passes = []
+    original = records.ScheduleRecords._active_jobs
+
+    def job_ends_after_the_first_read(self, pipe, task_id):
+        seen = original(self, pipe, task_id)
+        passes.append(seen)
+        if len(passes) == 1:  # the webhook job is sealed between the claim's read and EXEC
+            from flask_idms_webhooks.jobs.store import loads
+
+            state.jobs.seal(loads(state.store.live(webhook["ExecuteId"])), "succeeded")
+        return seen
+
+    with time_machine.travel(at("2026-12-06T01:00:00Z"), tick=False) as clock:
+        state.scheduler.tick()
+        webhook = (
+            app.test_client()
+            .post(
+                "/idms/tasks/nightly/jobs",
+                json={"QueryParameters": {"Region": "US"}},
+                headers={"X-Webhook-Key": key},
+            )
+            .get_json()
+        )
+        monkeypatch.setattr(records.ScheduleRecords, "_active_jobs", job_ends_after_the_first_read)
+        clock.move_to(at("2026-12-06T02:00:00Z"))
+        claimed = state.scheduler.tick()["nightly"]
+    assert [running for running, _ in passes] == [[webhook["ExecuteId"]], []]
+    assert claimed.outcome == "started", claimed
+
+
+def test_turning_on_a_schedule_that_is_on_changes_nothing_and_never_rewinds(scheduled):
+    app = scheduled(NIGHTLY)
+    state = state_of(app)
+    client = app.test_client()
+
+    def put(enabled: bool) -> dict:
+        answer = client.put(
+            "/idms/tasks/nightly/schedule", json={"Enabled": enabled}, headers=ADMIN
+        )
+        assert answer.status_code == 200
+        return answer.get_json()
+
+    with time_machine.travel(at("2026-12-01T01:00:00Z"), tick=False) as clock:
+        state.scheduler.tick()
+        clock.move_to(at("2026-12-04T02:00:00Z"))  # three nights due, not handled yet
+        put(True)  # already on: the missed nights are still caught up
+        assert state.scheduler.tick()["nightly"].outcome == "started"
+        burst(app)
+        clock.move_to(at("2026-12-04T01:59:59Z"))  # a web host's clock behind
+        put(False)
+        put(True)
+        clock.move_to(at("2026-12-04T02:00:02Z"))
+        assert state.scheduler.tick() == {}  # the handled due time is not handled again
+    assert [job["DueOn"] for job in history(state)] == ["2026-12-04T02:00:00Z"]
+
+
+def test_apps_with_queues_of_their_own_on_one_redis_each_run_their_schedules(scheduled, redis_url):
+    first = state_of(scheduled(NIGHTLY, IDMS_WEBHOOKS_QUEUE_NAME="first"))
+    second = state_of(scheduled(NIGHTLY, IDMS_WEBHOOKS_QUEUE_NAME="second"))
+    loops = [SchedulerLoop(state.scheduler, lease=5) for state in (first, second)]
+    with time_machine.travel(at("2026-12-06T01:00:00Z"), tick=False) as clock:
+        for loop in loops:
+            loop.step()
+        clock.move_to(at("2026-12-06T02:00:00Z"))
+        for loop in loops:
+            loop.step()
+    assert all(loop.holding for loop in loops)
+    runs = [state.scheduler.views()["nightly"]["RecentRuns"] for state in (first, second)]
+    assert [len(recent) for recent in runs] == [1, 1]
+    assert runs[0][0]["ExecuteId"] != runs[1][0]["ExecuteId"]  # each app's own job
+    for loop in loops:
+        loop.stop()

@@ -15,14 +15,18 @@
 - ``suspect:{id}`` when a job was first seen without a sign of life (no heartbeat while
   running, or taken off the queue and not started): a live worker clears it;
 - ``chained:{id}`` the chained jobs a finished job starts (claimed once, then created);
-- ``active:{task}`` the ids of a task's jobs that may be queued or running (a schedule
-  skips a due time while one of them still has a live record);
-- ``schedule:{task}`` a scheduled task's live state (hash): ``enabled``, ``file`` (the
-  task file's ``enabled`` it started from), ``seen`` (the last due time handled, or when
-  a scheduler first saw the task), ``failures``, ``reason``, ``last_run``, ``last_job``,
-  ``last_outcome``, ``counted`` (the last job whose outcome was counted);
-- ``schedule-runs:{task}`` its recent due times (JSON list, newest first);
-- ``scheduler`` the scheduler role's lease (its holder's name).
+- ``active:{queue}:{task}`` the ids of a task's jobs that may be queued or running (a
+  schedule skips a due time while one of them still has a live record);
+- ``schedule:{queue}:{task}`` a scheduled task's live state (hash): ``enabled``, ``file``
+  (the task file's ``enabled`` it started from), ``seen`` (the last due time handled, or
+  when a scheduler first saw the task), ``failures``, ``reason``, ``last_run``,
+  ``last_job``, ``last_outcome``, ``counted`` (the last job whose outcome was counted);
+- ``schedule-runs:{queue}:{task}`` its recent due times (JSON list, newest first);
+- ``scheduler:{queue}`` the scheduler role's lease (its holder's name).
+
+The schedules' keys carry the app's queue name (``IDMS_WEBHOOKS_QUEUE_NAME``): apps
+sharing a Redis with queues of their own have schedules, and a scheduler role, of their
+own.
 """
 
 from __future__ import annotations
@@ -35,7 +39,12 @@ class StoreKeys:
 
     RUNNING = PREFIX + "running"
     QUEUED = PREFIX + "queued"
-    SCHEDULER = PREFIX + "scheduler"
+    #: The app's queue name: the namespace of the schedules' keys.
+    namespace: str = "idms-webhooks"
+
+    @property
+    def scheduler_key(self) -> str:
+        return f"{PREFIX}scheduler:{self.namespace}"
 
     @staticmethod
     def live_key(job_id: str) -> str:
@@ -77,14 +86,11 @@ class StoreKeys:
     def claim_key(key: str) -> str:
         return f"{PREFIX}idem:{key}"
 
-    @staticmethod
-    def active_key(task_id: str) -> str:
-        return f"{PREFIX}active:{task_id}"
+    def active_key(self, task_id: str) -> str:
+        return f"{PREFIX}active:{self.namespace}:{task_id}"
 
-    @staticmethod
-    def schedule_key(task_id: str) -> str:
-        return f"{PREFIX}schedule:{task_id}"
+    def schedule_key(self, task_id: str) -> str:
+        return f"{PREFIX}schedule:{self.namespace}:{task_id}"
 
-    @staticmethod
-    def schedule_runs_key(task_id: str) -> str:
-        return f"{PREFIX}schedule-runs:{task_id}"
+    def schedule_runs_key(self, task_id: str) -> str:
+        return f"{PREFIX}schedule-runs:{self.namespace}:{task_id}"

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import TypedDict
 
-from ..errors import ParameterError
+from ..errors import ParameterError, StoreUnavailable
 from ..model.parameters import SCHEDULE as SCHEDULE_SOURCE
 from ..model.schedules import LATE_AFTER, CatchUp, Schedule, iso_utc
 from ..model.tasks import Task
@@ -134,7 +134,13 @@ class Scheduler:
             seen = record.seen if record.seen is not None else now
             if due is None or due <= seen:
                 continue
-            claimed = self._handle(self.jobs.tasks[task_id], schedule, due, seen, now)
+            try:
+                claimed = self._handle(self.jobs.tasks[task_id], schedule, due, seen, now)
+            except StoreUnavailable:
+                raise  # Redis away: the whole tick is tried again
+            except Exception:  # one task's fault must not stop the others' runs
+                logger.exception("schedule %s: due %s not handled", task_id, iso_utc(due))
+                continue
             if claimed.outcome != "taken":
                 handled[task_id] = claimed
                 if claimed.outcome == "started":
@@ -153,14 +159,14 @@ class Scheduler:
         late = now - due > LATE_AFTER
         if schedule.catch_up is CatchUp.NONE and late:
             return self.store.claim_due(
-                task.id, due, document=None, live_ttl=0, enqueue=None,
+                task.id, due, document=None, live_ttl=0, enqueue=None, now=now,
                 skipped="missed (no scheduler was running at the due time; catch_up = none)",
             )  # fmt: skip
         try:
             resolved = self.jobs.parameters[task.id].resolve(schedule.parameters, SCHEDULE_SOURCE)
         except ParameterError as error:  # checked at load: only a changed default gets here
             return self.store.claim_due(
-                task.id, due, document=None, live_ttl=0, enqueue=None,
+                task.id, due, document=None, live_ttl=0, enqueue=None, now=now,
                 skipped=f"invalid schedule_parameters: {json.dumps(error.errors)}",
             )  # fmt: skip
         base = self.jobs.urls.public_url
@@ -173,6 +179,7 @@ class Scheduler:
             document=document,
             live_ttl=self.jobs.live_ttl(task),
             enqueue=self.jobs.enqueuer(task, document["ExecuteId"]),
+            now=now,
             missed=missed if schedule.catch_up is CatchUp.LATEST else 0,
         )
 

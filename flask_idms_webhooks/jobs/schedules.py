@@ -4,7 +4,6 @@ transaction), its recent due times, and the scheduler role's lease."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypedDict, cast
@@ -107,7 +106,8 @@ class ScheduleRecords(DispatchRecords):
     if file ~= ARGV[1] or redis.call('HEXISTS', KEYS[1], 'enabled') == 0 then
       redis.call('HSET', KEYS[1], 'file', ARGV[1], 'enabled', ARGV[1], 'failures', 0,
                  'reason', '')
-      if ARGV[1] == '1' or redis.call('HEXISTS', KEYS[1], 'seen') == 0 then
+      local seen = tonumber(redis.call('HGET', KEYS[1], 'seen') or '0')
+      if ARGV[1] == '1' and tonumber(ARGV[2]) > seen then
         redis.call('HSET', KEYS[1], 'seen', ARGV[2])
       end
     end
@@ -123,7 +123,9 @@ class ScheduleRecords(DispatchRecords):
         with self.redis.pipeline(transaction=False) as pipe:
             for task_id in ids:
                 enabled = "1" if schedules[task_id].enabled else "0"
-                pipe.eval(self.SYNC, 1, self.schedule_key(task_id), enabled, repr(now))
+                # first sight: due times from just before now on (one due now runs)
+                first = repr(now - 0.001)
+                pipe.eval(self.SYNC, 1, self.schedule_key(task_id), enabled, first)
             replies = pipe.execute()
         records = {}
         for task_id, reply in zip(ids, replies, strict=True):
@@ -149,21 +151,40 @@ class ScheduleRecords(DispatchRecords):
             for i, task_id in enumerate(ids)
         }
 
+    #: Turn a schedule on (only if it is off: its count and reason cleared, and no
+    #: catch-up of the time it was off: ``seen`` moves up to now, never down) or off.
+    SET_ENABLED = """
+    redis.call('HSET', KEYS[1], 'file', ARGV[4])
+    if ARGV[1] == '1' then
+      if redis.call('HGET', KEYS[1], 'enabled') == '1' then return 0 end
+      redis.call('HSET', KEYS[1], 'enabled', '1', 'failures', 0, 'reason', '')
+      local seen = tonumber(redis.call('HGET', KEYS[1], 'seen') or '0')
+      if tonumber(ARGV[3]) > seen then redis.call('HSET', KEYS[1], 'seen', ARGV[3]) end
+    else
+      if redis.call('HGET', KEYS[1], 'enabled') == '0' then return 0 end
+      redis.call('HSET', KEYS[1], 'enabled', '0', 'reason', ARGV[2])
+      if redis.call('HEXISTS', KEYS[1], 'seen') == 0 then
+        redis.call('HSET', KEYS[1], 'seen', ARGV[3])
+      end
+    end
+    return 1
+    """
+
     @available
     def set_schedule_enabled(
         self, task_id: str, schedule: Schedule, enabled: bool, reason: str | None, now: float
     ) -> None:
         """Turn a schedule on (its failure count reset; no catch-up of the time it was
-        off) or off (with ``reason``)."""
-        key = self.schedule_key(task_id)
-        with self.redis.pipeline() as pipe:
-            pipe.hsetnx(key, "seen", repr(now))
-            pipe.hset(key, mapping={"enabled": int(enabled), "file": int(schedule.enabled)})
-            if enabled:
-                pipe.hset(key, mapping={"failures": 0, "reason": "", "seen": repr(now)})
-            else:
-                pipe.hset(key, "reason", reason or "")
-            pipe.execute()
+        off) or off (with ``reason``); nothing changes if it already is."""
+        self.redis.eval(
+            self.SET_ENABLED,
+            1,
+            self.schedule_key(task_id),
+            int(enabled),
+            reason or "",
+            repr(now),
+            int(schedule.enabled),
+        )
 
     def _active_jobs(self, pipe: Pipeline, task_id: str) -> tuple[list[str], list[str]]:
         """(still queued or running, record gone) of a task's active job ids, read on a
@@ -182,6 +203,7 @@ class ScheduleRecords(DispatchRecords):
         document: JobDocument | None,
         live_ttl: int,
         enqueue: Callable[[Pipeline], object] | None,
+        now: float,
         skipped: str | None = None,
         missed: int = 0,
     ) -> Claimed:
@@ -199,26 +221,27 @@ class ScheduleRecords(DispatchRecords):
                     if enabled != b"1" or (seen is not None and float(seen) >= due):
                         return Claimed("taken")
                     running, gone = self._active_jobs(pipe, task_id)
-                    if running and skipped is None:
-                        skipped = f"a job of the task was still queued or running: {running[0]}"
+                    reason = skipped  # this pass's: a job seen on an earlier one may be gone
+                    if running and reason is None:
+                        reason = f"a job of the task was still queued or running: {running[0]}"
                     run: RecentRun = {"DueOn": iso_utc(due) or ""}
                     if missed:
                         run["Missed"] = missed
                     pipe.multi()
                     if gone:
                         pipe.srem(active, *gone)
-                    if skipped is None and document is not None and enqueue is not None:
+                    if reason is None and document is not None and enqueue is not None:
                         self._write_new(pipe, document, live_ttl, enqueue, None)
                         run["ExecuteId"] = document["ExecuteId"]
                         pipe.hset(
                             key,
                             mapping={
-                                "last_run": repr(time.time()),
+                                "last_run": repr(now),
                                 "last_job": document["ExecuteId"],
                             },
                         )
                     else:
-                        run["Skipped"] = skipped or "nothing to run"
+                        run["Skipped"] = reason or "nothing to run"
                     pipe.hset(key, "seen", repr(due))
                     pipe.lpush(self.schedule_runs_key(task_id), dumps(run))
                     pipe.ltrim(self.schedule_runs_key(task_id), 0, RECENT_RUNS - 1)
@@ -282,14 +305,14 @@ class ScheduleRecords(DispatchRecords):
     def hold_scheduler_role(self, holder: str, lease: float) -> bool:
         """Take (or renew) the scheduler role for ``lease`` seconds; answers whether
         ``holder`` has it."""
-        return bool(self.redis.eval(self.HOLD, 1, self.SCHEDULER, holder, int(lease * 1000)))
+        return bool(self.redis.eval(self.HOLD, 1, self.scheduler_key, holder, int(lease * 1000)))
 
     @available
     def release_scheduler_role(self, holder: str) -> None:
-        self.redis.eval(self.RELEASE, 1, self.SCHEDULER, holder)
+        self.redis.eval(self.RELEASE, 1, self.scheduler_key, holder)
 
     @available
     def scheduler_holder(self) -> str | None:
         """Who holds the scheduler role now, if anyone."""
-        raw = cast(bytes | None, self.redis.get(self.SCHEDULER))
+        raw = cast(bytes | None, self.redis.get(self.scheduler_key))
         return raw.decode() if raw else None

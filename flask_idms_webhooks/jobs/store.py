@@ -14,7 +14,7 @@ from redis.client import Pipeline
 from ..errors import StoreUnavailable
 from .codec import STORE_ERRORS, available, dumps, is_store_error, loads, unavailable
 from .documents import JobDocument, RowError
-from .keys import PREFIX
+from .keys import PREFIX, StoreKeys
 from .schedules import ScheduleRecords
 
 __all__ = [
@@ -48,8 +48,16 @@ class IdempotencyClaim(TypedDict):
 class JobStore(ScheduleRecords):
     """Reads and writes job records; every method is one Redis round trip."""
 
-    def __init__(self, connection: redis.Redis, *, result_ttl: int, heartbeat_timeout: int) -> None:
+    def __init__(
+        self,
+        connection: redis.Redis,
+        *,
+        result_ttl: int,
+        heartbeat_timeout: int,
+        namespace: str = StoreKeys.namespace,
+    ) -> None:
         self.redis = connection
+        self.namespace = namespace
         self.result_ttl = result_ttl
         self.heartbeat_timeout = heartbeat_timeout
         self._creations = itertools.count(1)

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 
 #: A due time older than this when a scheduler first sees it was missed (``catch_up =
 #: "none"`` skips it): a scheduler that took over late, or none was running.
@@ -40,6 +40,12 @@ def cron_problem(expression: object, *, seconds: bool = False) -> str | None:
         return f"{expression!r} is not a cron expression: it needs {expected}"
     if not croniter.is_valid(expression, second_at_beginning=len(fields) == 6):
         return f"{expression!r} is not a valid cron expression ({expected}, in UTC)"
+    try:  # valid fields may still name no date at all (30 February)
+        iterator = _iterator(expression, datetime(2026, 1, 1, tzinfo=UTC).timestamp())
+        iterator.get_next()
+        iterator.get_prev()
+    except CroniterError:
+        return f"{expression!r} is never due (no date matches it)"
     return None
 
 
