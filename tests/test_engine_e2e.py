@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -40,13 +40,16 @@ def fresh_connections() -> Iterator[None]:
 def e2e(tmp_path, redis_url, queue_name, monkeypatch, start_worker):
     """(write the task file and start a forking worker on it) -> Runner of this process."""
 
-    def start(tasks: list[dict[str, Any]], **env: str) -> Runner:
+    def start(
+        tasks: list[dict[str, Any]], imis: Mapping[str, Any] | None = None, **env: str
+    ) -> Runner:
         connections = {
             "imis": {
                 "kind": "imis",
                 "base_url": "${ENGINE_E2E_IMIS_URL}",
                 "username": "manager",
                 "password": "${ENGINE_E2E_IMIS_PASSWORD}",
+                **(imis or {}),
             },
             "db": {"kind": "sql", "url": "${ENGINE_E2E_DB_URL}"},
         }
@@ -132,7 +135,9 @@ def test_imis_to_imis_through_faults_on_a_forking_worker(e2e, double):
                 "source": {
                     "connection": "imis",
                     "query": "$/Sync/Changes",
-                    "page_size": 10,
+                    # One page: the next page is read while a page is written, so a
+                    # second page's request would land among the rows' at no fixed place.
+                    "page_size": 40,
                     "filters": [
                         {"business_object": "Changes", "column": "LastName",
                          "operator": "StartsWith"},
@@ -145,8 +150,9 @@ def test_imis_to_imis_through_faults_on_a_forking_worker(e2e, double):
             }
         ],
         ENGINE_E2E_IMIS_URL=double.base_url,
+        imis={"max_concurrency": 1},  # one row at a time: the requests in order
     )  # fmt: skip
-    # Requests: 1 the login, 2 the first IQA page, then a find and a PUT per row.
+    # Requests: 1 the login, 2 the IQA page, then a find and a PUT per row.
     double.fail_nth(6, 500)  # the second row's PUT
     double.fail_nth(13, 429, retry_after=1)  # the fifth row's PUT
     watcher = expire_the_token_during(double, 13)  # while the client waits out the 429
@@ -166,12 +172,9 @@ def test_imis_to_imis_through_faults_on_a_forking_worker(e2e, double):
     assert sent[15] == sent[13]
     assert [r for r in sent if r[1] == "/token"] == [("POST", "/token", "")] * 2
     pages = [r[2] for r in sent if r[1] == "/api/iqa"]
-    assert pages == [
-        f"QueryName=%24%2FSync%2FChanges&offset={offset}&limit=10&parameter="
-        for offset in (0, 10, 20, 30)
-    ]
-    # 1 + 4 pages + 40 finds + 30 PUTs, and the 500, the 429, the 401 and the new login.
-    assert len(sent) == 1 + 4 + ROWS + EXISTING + 4
+    assert pages == ["QueryName=%24%2FSync%2FChanges&offset=0&limit=40&parameter="]
+    # 1 + 1 page + 40 finds + 30 PUTs, and the 500, the 429, the 401 and the new login.
+    assert len(sent) == 1 + 1 + ROWS + EXISTING + 4
 
 
 def test_a_chained_pair_over_sql_on_a_forking_worker(e2e, tmp_path):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
 from ..errors import IdmsWebhooksError, TransientError
@@ -33,6 +35,48 @@ class Page:
     rows: list[Row]
     #: How many rows the whole source has, when known (IQA ``TotalCount``, SQL COUNT).
     total: int | None = None
+
+
+@dataclass(frozen=True)
+class Insert:
+    values: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Update:
+    record: Record
+    values: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Delete:
+    record: Record
+
+
+#: One write the engine decided on for a row.
+Write = Insert | Update | Delete
+
+
+def match_key(criteria: Mapping[str, Any]) -> tuple[Any, ...]:
+    """Which rows may match the same records: equal here whenever a database or iMIS could
+    call them equal (text without case or outer spaces, numbers by value, dates as ISO
+    text), so rows that differ here never touch the same records."""
+    return tuple(_key_part(criteria[name]) for name in sorted(criteria))
+
+
+def _key_part(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return Decimal(int(value))
+    if isinstance(value, dt.date | dt.time):
+        value = value.isoformat()
+    text = str(value).strip().casefold()
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        return text
+    return number.normalize() if number.is_finite() else text
 
 
 class SourceReadError(IdmsWebhooksError):
@@ -66,6 +110,20 @@ class TargetAdapter(Protocol):
     def find(self, criteria: Mapping[str, Any]) -> list[Record]:
         """Records whose fields equal ``criteria`` (target field -> value)."""
         ...
+
+    def find_many(self, criteria: Sequence[Mapping[str, Any]]) -> list[list[Record] | None] | None:
+        """The records of each of ``criteria`` in one go (None for one it cannot look up
+        that way), or None when this target does not look up in batches."""
+        ...
+
+    def write_many(self, writes: Sequence[Write]) -> bool:
+        """Do every write in one go, in a SAVEPOINT of the batch: False when this target
+        does not write in batches. Raises ``RowWriteError`` if any write fails (the
+        engine then writes the rows one by one)."""
+        ...
+
+    #: How many rows of a page may be written at once (iMIS); 1 for a transactional target.
+    max_concurrency: int
 
     def insert(self, values: Mapping[str, Any]) -> None: ...
 

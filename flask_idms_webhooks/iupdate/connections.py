@@ -24,10 +24,14 @@ if TYPE_CHECKING:
 
 KINDS = {
     "imis": {"required": {"base_url", "username", "password"},
-             "optional": {"query_endpoint", "separator", "timeout", "retries"}},
+             "optional": {"query_endpoint", "separator", "timeout", "retries",
+                          "max_concurrency", "batch_match"}},
     "sql": {"required": {"url"}, "optional": set()},
 }  # fmt: skip
 QUERY_ENDPOINTS = ("iqa", "query")
+#: Calls in flight per running job against iMIS, unless ``max_concurrency`` says.
+DEFAULT_MAX_CONCURRENCY = 4
+MAX_CONCURRENCY = 64
 
 
 def _positive_number(value: Any) -> bool:
@@ -42,11 +46,21 @@ def _non_empty_string(value: Any) -> bool:
     return isinstance(value, str) and bool(value)
 
 
+def _concurrency(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_CONCURRENCY
+
+
+def _boolean(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
 #: Optional profile keys with their check and what they must be.
 PROFILE_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "timeout": (_positive_number, "a number of seconds above 0"),
     "retries": (_whole_number, "a whole number from 0"),
     "separator": (_non_empty_string, "a non-empty string"),
+    "max_concurrency": (_concurrency, f"a whole number from 1 to {MAX_CONCURRENCY}"),
+    "batch_match": (_boolean, "true or false"),
 }
 
 
@@ -76,6 +90,10 @@ def check_profile(name: str, profile: Mapping[str, Any]) -> None:
         raise TaskLoadError(
             f"must be 'iqa' or 'query', got {endpoint!r}", key=f"connections.{name}.query_endpoint"
         )
+
+
+def _max_concurrency(profile: Mapping[str, Any]) -> int:
+    return int(profile.get("max_concurrency", DEFAULT_MAX_CONCURRENCY))
 
 
 ProfileKey = tuple[str, tuple[tuple[str, str], ...]]
@@ -116,6 +134,8 @@ class Connections:
                 options["timeout"] = float(profile["timeout"])
             if "retries" in profile:
                 options["retries"] = int(profile["retries"])
+            # Room for every call a job keeps in flight, and its source's read ahead.
+            options["max_connections"] = _max_concurrency(profile) + 2
             return ImisClient(
                 profile["base_url"], profile["username"], profile["password"], **options
             )
@@ -145,7 +165,12 @@ class Connections:
         if profile["kind"] == "imis":
             from .imis import ImisTarget
 
-            return ImisTarget(self.imis_client(profile), target.entity)
+            return ImisTarget(
+                self.imis_client(profile),
+                target.entity,
+                max_concurrency=_max_concurrency(profile),
+                batch_match=bool(profile.get("batch_match", False)),
+            )
         from .sql_target import SqlTarget
 
         return SqlTarget(self.sql_engine(profile), target.entity)

@@ -1,19 +1,30 @@
 """The SQL target, on SQLAlchemy: finds rows by the match columns and inserts, updates or
-deletes them, each source row's writes in a SAVEPOINT inside the page's transaction.
-Engines and messages come from ``sql``."""
+deletes them, inside the page's transaction: a set of rows at once (one look-up, then
+``executemany``), or one row at a time, each in a SAVEPOINT. Engines and messages come
+from ``sql``."""
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from itertools import groupby
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.types import NullType
 
-from .base import Record, RowWriteError, TargetUnavailable, TargetUnreachable
+from .base import (
+    Delete,
+    Insert,
+    Record,
+    RowWriteError,
+    TargetUnavailable,
+    TargetUnreachable,
+    Update,
+    Write,
+)
 from .sql import SQLITE_WRITE, plain, reason, unreachable, where
 
 
@@ -33,6 +44,8 @@ class SqlTarget:
 
     #: A page's writes are one transaction: undone together if the page does not complete.
     transactional = True
+    #: One connection, one statement at a time.
+    max_concurrency = 1
 
     def __init__(self, engine: sa.Engine, table: str) -> None:
         self.engine = engine
@@ -146,6 +159,141 @@ class SqlTarget:
                     f"the record to delete is no longer in the table {self.table_name!r}"
                 )
 
+    def find_many(self, criteria: Sequence[Mapping[str, Any]]) -> list[list[Record] | None]:
+        """The records of each of ``criteria``, in one SELECT per ``SET_ROWS`` of them:
+        the table joined to the wanted values, so the database compares them as it does
+        in :meth:`find`. A criteria with a blank value is left to :meth:`find` (None)."""
+        table = self.table
+        answers: list[list[Record] | None] = [None] * len(criteria)
+        chosen = [
+            (index, self._values(wanted))
+            for index, wanted in enumerate(criteria)
+            if all(value is not None for value in wanted.values())
+        ]
+        columns = [sa.type_coerce(column, NullType()).label(column.key) for column in table.c]
+        for start in range(0, len(chosen), SET_ROWS):
+            part = chosen[start : start + SET_ROWS]
+            wanted = self._wanted(part)
+            joined = sa.and_(*(table.c[key] == wanted.c[key] for key in part[0][1]))
+            statement = (
+                sa.select(wanted.c[ROW_LABEL], *columns)
+                .join_from(wanted, table, joined)
+                .order_by(wanted.c[ROW_LABEL], *table.primary_key.columns)
+            )
+            given = [value for _, values in part for value in values.values()]
+            for index, _ in part:
+                answers[index] = []
+            with self._statement(given) as connection:
+                for found in connection.execute(statement).mappings():
+                    record = dict(found)
+                    found_for = answers[record.pop(ROW_LABEL)]
+                    assert found_for is not None
+                    found_for.append(record)
+        return answers
+
+    def _wanted(self, part: list[tuple[int, dict[str, Any]]]) -> sa.Subquery:
+        """The wanted values as rows of a derived table (``SELECT n, v1, v2 UNION ALL
+        ...``), each value typed as :meth:`find` types it."""
+        selects = [
+            sa.select(
+                sa.literal(index).label(ROW_LABEL),
+                *(self._wanted_value(key, value).label(key) for key, value in values.items()),
+            )
+            for index, values in part
+        ]
+        union = sa.union_all(*selects) if len(selects) > 1 else selects[0]
+        return union.subquery("wanted")
+
+    def _wanted_value(self, key: str, value: Any) -> sa.ColumnElement[Any]:
+        if isinstance(value, sa.ColumnElement):  # a SQLite string, as given
+            return value
+        column = self.table.c[key]
+        typed = sa.literal(value, column.type)
+        if self._sqlite:
+            return typed
+        # In a SELECT list PostgreSQL types an untyped value as text: cast it to what the
+        # column compares as (its type without length or precision).
+        try:
+            if column.type.python_type is str:
+                return typed
+        except NotImplementedError:
+            return typed
+        if isinstance(column.type, sa.Numeric) and not isinstance(column.type, sa.Float):
+            return sa.cast(typed, sa.Numeric())
+        return sa.cast(typed, column.type)
+
+    def write_many(self, writes: Sequence[Write]) -> bool:
+        """Every write with ``executemany``: inserts, then updates, then deletes, by
+        primary key. False (one by one, please) for a table without a primary key or a
+        driver that cannot count what an ``executemany`` changed."""
+        table = self.table
+        keys = [column.key for column in table.primary_key.columns]
+        needs_key = any(not isinstance(write, Insert) for write in writes)
+        if needs_key and (not keys or not self.engine.dialect.supports_sane_multi_rowcount):
+            return False
+        inserts = [self._plain(w.values) for w in writes if isinstance(w, Insert)]
+        if any(not values for values in inserts):
+            return False
+        updates = [
+            (self._identity_values(w.record, keys), self._plain(w.values))
+            for w in writes
+            if isinstance(w, Update) and w.values
+        ]
+        deletes = [self._identity_values(w.record, keys) for w in writes if isinstance(w, Delete)]
+        for shape, rows in groupby(inserts, self._shape):
+            adding = sa.insert(table).values(self._binds(shape, "v_"))
+            self._execute_many(adding, [_prefixed(row, "v_") for row in rows], None)
+        for (matched_by, changed), pairs in groupby(updates, self._shapes):
+            statement = (
+                sa.update(table)
+                .where(*self._bound_equal(matched_by))
+                .values(self._binds(changed, "v_"))
+            )
+            params = [_prefixed(key, "k_") | _prefixed(row, "v_") for key, row in pairs]
+            self._execute_many(statement, params, "update")
+        for shape, identities in groupby(deletes, self._shape):
+            removing = sa.delete(table).where(*self._bound_equal(shape))
+            self._execute_many(removing, [_prefixed(key, "k_") for key in identities], "delete")
+        return True
+
+    def _shape(self, values: Mapping[str, Any]) -> tuple[tuple[str, bool], ...]:
+        """Which values of a write go in as given text (SQLite strings) or typed as their
+        column: writes of one shape are one ``executemany``."""
+        return tuple(
+            (key, self._sqlite and isinstance(value, str)) for key, value in values.items()
+        )
+
+    def _shapes(self, pair: tuple[dict[str, Any], dict[str, Any]]) -> tuple[Any, Any]:
+        return self._shape(pair[0]), self._shape(pair[1])
+
+    def _binds(self, shape: Sequence[tuple[str, bool]], prefix: str) -> dict[str, Any]:
+        return {key: self._bind(key, text, prefix) for key, text in shape}
+
+    def _bind(self, key: str, text: bool, prefix: str) -> sa.BindParameter[Any]:
+        return sa.bindparam(prefix + key, type_=sa.String() if text else self.table.c[key].type)
+
+    def _bound_equal(self, shape: Sequence[tuple[str, bool]]) -> list[sa.ColumnElement[bool]]:
+        return [self.table.c[key] == self._bind(key, text, "k_") for key, text in shape]
+
+    def _identity_values(self, record: Record, keys: list[str]) -> dict[str, Any]:
+        absent = [key for key in keys if key not in record]
+        if absent:
+            raise RowWriteError(
+                f"the record carries no value for the primary key column {absent[0]!r}"
+            )
+        return self._plain({key: record[key] for key in keys})
+
+    def _execute_many(
+        self, statement: sa.Executable, params: list[dict[str, Any]], counted: str | None
+    ) -> None:
+        given = [value for row in params for value in row.values()]
+        with self._statement(given) as connection:
+            changed = connection.execute(statement, params).rowcount
+        if counted is not None and changed != len(params):
+            raise RowWriteError(
+                f"a record to {counted} is no longer in the table {self.table_name!r}"
+            )
+
     @contextmanager
     def _statement(self, values: Iterable[Any]) -> Iterator[sa.Connection]:
         """The connection for one statement: in a batch, inside a SAVEPOINT (PostgreSQL
@@ -177,7 +325,18 @@ class SqlTarget:
             raise RowWriteError(f"table {self.table_name!r}: {reason(error, values)}") from None
 
     def _values(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        """``values`` keyed by column key, each as its column takes it."""
+        """``values`` keyed by column key, each as its column takes it in a statement: on
+        SQLite a string goes in as given, where SQLAlchemy's types for SQLite refuse
+        strings in date columns and parse them as floats in columns of unknown type."""
+        return {
+            key: sa.type_coerce(value, sa.String())
+            if self._sqlite and isinstance(value, str)
+            else value
+            for key, value in self._plain(values).items()
+        }
+
+    def _plain(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """``values`` keyed by column key, each a value its column takes."""
         columns = self.table.columns
         by_lower = {column.key.lower(): column for column in columns}
         converted: dict[str, Any] = {}
@@ -194,12 +353,10 @@ class SqlTarget:
         return converted
 
     def _for_column(self, column: sa.Column[Any], value: Any) -> Any:
-        """``value`` as its column takes it. On SQLite a string goes in as given: SQLite
-        applies its own type affinity, where SQLAlchemy's types for SQLite refuse strings
-        in date columns and parse them as floats in columns of unknown type. Date, time,
-        Decimal and UUID values go into text columns as their strings."""
+        """``value`` as its column takes it: date, time, Decimal and UUID values go into
+        text columns as their strings."""
         if isinstance(value, str):
-            return sa.type_coerce(value, sa.String()) if self._sqlite else value
+            return value
         try:
             text_column = column.type.python_type is str
         except NotImplementedError:  # a type SQLAlchemy does not know: as given
@@ -229,3 +386,12 @@ class SqlTarget:
                 f"the record carries no value for the primary key column {absent[0]!r}"
             )
         return self._equal(self._values({column.key: record[column.key] for column in key_columns}))
+
+
+#: The most rows one set-based look-up joins; the column labelling their numbers.
+SET_ROWS = 500
+ROW_LABEL = "idms_wanted_row"
+
+
+def _prefixed(values: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    return {prefix + key: value for key, value in values.items()}

@@ -51,6 +51,7 @@ class JobContext:
         self._last_percent = 0
         self._last_cancel_check = time.monotonic()
         self._cancelled = False
+        self._note: str | None = None
 
     @property
     def job_id(self) -> str:
@@ -99,6 +100,10 @@ class JobContext:
             self._pending_errors.append(error)
         self._flush()
 
+    def note(self, text: str | None) -> None:
+        """A few words shown after the progress figures in ``StatusDescription``."""
+        self._note = text
+
     def take_row_errors(self) -> list[RowError]:
         """The row errors not yet written to the store (they go with the next write)."""
         pending, self._pending_errors = self._pending_errors, []
@@ -139,6 +144,7 @@ class JobContext:
         if doc["RowCount"] and self._done is None:
             doc["StatusDescription"] = (
                 f"Processed {doc['ProcessedCount']} of {doc['RowCount']} records"
+                + (f"; {self._note}" if self._note else "")
             )
         doc["UpdatedOn"] = utc_now()
         self._last_flush, self._last_percent = now, percent

@@ -38,6 +38,11 @@ class JobReporter(Protocol):
         """Raise ``JobCancelled`` if the job was cancelled."""
         ...
 
+    def note(self, text: str | None) -> None:
+        """A few words shown after the progress figures in ``StatusDescription`` (None to
+        drop them): "Processed 120 of 2000 records; 4 of 8 calls in flight ..."."""
+        ...
+
 
 #: What a task does: it gets the resolved QueryParameters (key -> value) and the job's
 #: reporter (progress, counters, cancellation); what it returns is ignored.

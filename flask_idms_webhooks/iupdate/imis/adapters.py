@@ -5,13 +5,26 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ...model.tasks import Prompt
-from ..base import FilterValue, Page, Record, RowWriteError, SourceReadError, TargetUnavailable
-from .client import ImisClient
+from ..base import (
+    FilterValue,
+    Page,
+    Record,
+    RowWriteError,
+    SourceReadError,
+    TargetUnavailable,
+    Write,
+)
+from .client import IN_SEPARATOR, ImisClient
 from .errors import ImisError, ImisRequestError
-from .payloads import ImisEntity
+from .pacing import Pacer
+from .payloads import ImisEntity, parameter_text
+
+#: The most values one ``in:`` look-up carries, and the most characters they take.
+IN_VALUES, IN_CHARACTERS = 100, 1500
 
 __all__ = ["ImisSource", "ImisTarget"]
 
@@ -39,10 +52,30 @@ def _record(entity: ImisEntity) -> Record:
 
 
 class ImisTarget:
-    """Writes to one iMIS entity (``parent`` is its ``PrimaryParentEntityTypeName``)."""
+    """Writes to one iMIS entity (``parent`` is its ``PrimaryParentEntityTypeName``).
 
-    def __init__(self, client: ImisClient, entity: str, *, parent: str = "Party") -> None:
+    A job's calls go through one :class:`Pacer`: at most ``max_concurrency`` in flight,
+    fewer while iMIS answers 429 or 503. With ``batch_match``, rows are looked up many at
+    a time (``?Field=in:v1|v2|...``) and matched here as iMIS compares: numbers by value,
+    text without case.
+    """
+
+    #: iMIS has no transaction across requests: each write stands alone.
+    transactional = False
+
+    def __init__(
+        self,
+        client: ImisClient,
+        entity: str,
+        *,
+        parent: str = "Party",
+        max_concurrency: int = 1,
+        batch_match: bool = False,
+    ) -> None:
         self.client, self.entity, self.parent = client, entity, parent
+        self.max_concurrency = max_concurrency
+        self.batch_match = batch_match
+        self.pacer = Pacer(max_concurrency)
 
     @contextmanager
     def _writing(self, action: str) -> Iterator[None]:
@@ -55,25 +88,92 @@ class ImisTarget:
 
     def find(self, criteria: Mapping[str, Any]) -> list[Record]:
         with self._writing("Find"):
-            return [_record(found) for found in self.client.find(self.entity, criteria)]
+            found = self.client.find(self.entity, criteria, pacer=self.pacer)
+        return [_record(entity) for entity in found]
+
+    def find_many(self, criteria: Sequence[Mapping[str, Any]]) -> list[list[Record] | None] | None:
+        """With ``batch_match``: each criteria's records, found by ``in:`` on the first
+        match field (100 values a call), then matched here on every field. A criteria
+        with a blank value, or a value holding ``|``, is looked up on its own (None)."""
+        if not self.batch_match or not criteria:
+            return None
+        field = next(iter(criteria[0]))
+        texts: dict[int, str] = {}
+        for index, wanted in enumerate(criteria):
+            if any(value is None for value in wanted.values()):
+                continue
+            text = parameter_text(wanted[field], self.client.separator)
+            if text and IN_SEPARATOR not in text:
+                texts[index] = text
+        found: list[ImisEntity] = []
+        for chunk in _chunks(sorted(set(texts.values()))):
+            with self._writing("Find"):
+                found += self.client.find_in(self.entity, field, chunk, pacer=self.pacer)
+        answers: list[list[Record] | None] = [None] * len(criteria)
+        for index in texts:
+            answers[index] = [_record(e) for e in found if _matches(e, criteria[index])]
+        return answers
+
+    def write_many(self, writes: Sequence[Write]) -> bool:
+        return False  # each write is a call of its own
 
     def insert(self, values: Mapping[str, Any]) -> None:
         with self._writing("Insert"):
-            self.client.insert(self.entity, values, parent=self.parent)
+            self.client.insert(self.entity, values, parent=self.parent, pacer=self.pacer)
 
     def update(self, record: Record, values: Mapping[str, Any]) -> None:
+        identity = record["identity"]
         with self._writing("Update"):
-            self.client.update(self.entity, record["identity"], values, parent=self.parent)
+            self.client.update(self.entity, identity, values, parent=self.parent, pacer=self.pacer)
 
     def delete(self, record: Record) -> None:
         with self._writing("Delete"):
-            self.client.delete(self.entity, record["identity"])
-
-    #: iMIS has no transaction across requests: each write stands alone.
-    transactional = False
+            self.client.delete(self.entity, record["identity"], pacer=self.pacer)
 
     def batch(self) -> AbstractContextManager[None]:
         return nullcontext()
 
     def row(self) -> AbstractContextManager[None]:
         return nullcontext()
+
+    def describe(self) -> str | None:
+        """The pacer's figures once iMIS has slowed it down, else None."""
+        return self.pacer.describe() if self.pacer.decreases else None
+
+
+def _chunks(texts: list[str]) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    size = 0
+    for text in texts:
+        if chunk and (len(chunk) >= IN_VALUES or size + len(text) + 1 > IN_CHARACTERS):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(text)
+        size += len(text) + 1
+    if chunk:
+        yield chunk
+
+
+def _matches(entity: ImisEntity, criteria: Mapping[str, Any]) -> bool:
+    properties = {name.lower(): value for name, value in entity.properties.items()}
+    return all(_equal(properties.get(name.lower()), value) for name, value in criteria.items())
+
+
+def _equal(found: Any, wanted: Any) -> bool:
+    """As iMIS compares a property with an ``eq:`` value: numbers by value, else text
+    without case."""
+    if found is None:
+        return False
+    left, right = parameter_text(found), parameter_text(wanted)
+    left_number, right_number = _number(left), _number(right)
+    if left_number is not None and right_number is not None:
+        return left_number == right_number
+    return left.casefold() == right.casefold()
+
+
+def _number(text: str) -> Decimal | None:
+    try:
+        number = Decimal(text.strip())
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None

@@ -9,27 +9,34 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from .errors import ImisAuthError, ImisRequestError, ImisUnavailable
+from .errors import (
+    ImisAuthError,
+    ImisRequestError,
+    ImisUnavailable,
+    error_message,
+    login_refusal,
+)
+from .pacing import Pacer
 from .payloads import (
-    EXECUTE_REQUEST,
-    OBJECTS,
-    STRINGS,
+    FIND_BY_PATH,
     ImisEntity,
     ImisPage,
     decode_entity,
     decode_iqa_row,
     decode_query_row,
     elements_of,
+    find_by_path,
     generic_entity,
     json_default,
     parameter_text,
+    prompt_filters_of,
     set_party_property,
-    unwrap,
 )
 
 __all__ = ["ImisClient"]
@@ -42,7 +49,8 @@ QUERY_ENDPOINTS = ("iqa", "query")
 TOKEN_MARGIN = 60.0
 #: Lifetime assumed when the token answer carries no ``expires_in``.
 DEFAULT_TOKEN_LIFETIME = 300.0
-MESSAGE_LIMIT = 500
+#: What separates the values of ``in:`` on the entity routes (ASI's reference).
+IN_SEPARATOR = "|"
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -68,6 +76,7 @@ class ImisClient:
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        max_connections: int = 10,
     ) -> None:
         if query_endpoint not in QUERY_ENDPOINTS:
             raise ValueError(f"query_endpoint must be 'iqa' or 'query', got {query_endpoint!r}")
@@ -84,7 +93,16 @@ class ImisClient:
             timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
             transport=transport,
             headers={"Accept": "application/json"},
+            # Kept-alive connections for as many calls as a job keeps in flight.
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
         )
+
+    @property
+    def separator(self) -> str:
+        """What joins the values of a ``parameter=`` (and of ``eq:``) list."""
+        return self._separator
 
     def __repr__(self) -> str:
         return f"ImisClient({self.base_url!r}, username={self._username!r})"
@@ -110,7 +128,7 @@ class ImisClient:
             response = self._send("POST", "token", data=form, auth=False)
             if response.status_code >= 400:
                 raise ImisAuthError(
-                    self._redact(f"iMIS refused the login: {self._auth_message(response)}")
+                    self._redact(f"iMIS refused the login: {login_refusal(response)}")
                 )
             try:
                 answer = response.json()
@@ -128,17 +146,6 @@ class ImisClient:
         with self._token_lock:
             if self._token == token:
                 self._token = None
-
-    def _auth_message(self, response: httpx.Response) -> str:
-        try:
-            answer = response.json()
-        except ValueError:
-            return f"HTTP {response.status_code}"
-        if isinstance(answer, dict):
-            for key in ("error_description", "error", "Message"):
-                if isinstance(answer.get(key), str) and answer[key]:
-                    return str(answer[key])
-        return f"HTTP {response.status_code}"
 
     def _redact(self, text: str) -> str:
         for secret in (self._password, self._token):
@@ -163,11 +170,13 @@ class ImisClient:
         body: Any = None,
         auth: bool = True,
         idempotent: bool = True,
+        pacer: Pacer | None = None,
     ) -> httpx.Response:
         """One request with the retry rules; returns any answer that is not retried.
 
         A non-idempotent request (an insert) is retried only when iMIS surely did not
         process it (no connection, 429, 503): a repeated insert would duplicate the row.
+        With a ``pacer``, every attempt takes one of its slots, and a 429 or 503 slows it.
         """
         request = f"{method} /{path}"
         content = None
@@ -180,11 +189,13 @@ class ImisClient:
             if auth:
                 headers["Authorization"] = f"Bearer {token}"
             started = time.perf_counter()
+            slot: AbstractContextManager[int] = pacer.call() if pacer else nullcontext(0)
             try:
-                response = self._http.request(
-                    method, f"{self.base_url}/{path}", params=params, data=data,
-                    content=content, headers=headers,
-                )  # fmt: skip
+                with slot as started_in:
+                    response = self._http.request(
+                        method, f"{self.base_url}/{path}", params=params, data=data,
+                        content=content, headers=headers,
+                    )  # fmt: skip
             except httpx.TransportError as exc:
                 unsent = isinstance(
                     exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout
@@ -213,9 +224,11 @@ class ImisClient:
                 self._forget_token(token)
                 continue
             if status == 429 or status >= 500:
+                retry_after = _retry_after(response)
+                if pacer is not None and status in (429, 503):
+                    pacer.throttled(started_in, retry_after, status)
                 if not idempotent and status not in (429, 503):
                     return response
-                retry_after = _retry_after(response)
                 if attempt >= self._retries:
                     raise ImisUnavailable(
                         f"iMIS answered {status} to {request} after {attempt + 1} attempts: "
@@ -229,25 +242,12 @@ class ImisClient:
                 self._sleep(self._delay(attempt, retry_after))
                 attempt += 1
                 continue
+            if pacer is not None:
+                pacer.succeeded()
             return response
 
     def _message(self, response: httpx.Response) -> str:
-        """What iMIS says went wrong: ``Errors.$values[0].Message``, ``Message``, or the body."""
-        try:
-            answer = response.json()
-        except ValueError:
-            answer = None
-        if isinstance(answer, dict):
-            errors = answer.get("Errors")
-            values = errors.get("$values") if isinstance(errors, dict) else None
-            if values and isinstance(values[0], dict) and values[0].get("Message"):
-                return self._redact(str(values[0]["Message"]))
-            if isinstance(answer.get("Message"), str) and answer["Message"]:
-                return self._redact(answer["Message"])
-        text = response.text.strip() or f"HTTP {response.status_code}"
-        if len(text) > MESSAGE_LIMIT:
-            text = text[:MESSAGE_LIMIT] + "…"
-        return self._redact(text)
+        return self._redact(error_message(response))
 
     def _call(self, method: str, path: str, **options: Any) -> Any:
         """A request whose 4xx becomes ``ImisRequestError``; returns the decoded JSON answer."""
@@ -288,13 +288,14 @@ class ImisClient:
         head: Sequence[tuple[str, str]],
         tail: Sequence[tuple[str, str]],
         page_size: int,
+        pacer: Pacer | None = None,
     ) -> Iterator[tuple[list[Any], int, int]]:
         # The documented order: QueryName, offset, limit, then the positional parameters.
         limit = max(1, min(MAX_PAGE_SIZE, page_size))
         offset = 0
         while True:
             paging = [("offset", str(offset)), ("limit", str(limit))]
-            answer = self._call("GET", path, params=[*head, *paging, *tail])
+            answer = self._call("GET", path, params=[*head, *paging, *tail], pacer=pacer)
             if not isinstance(answer, dict):
                 raise ImisRequestError(
                     200, "the answer is not a paged result", request=f"GET /{path}"
@@ -308,43 +309,13 @@ class ImisClient:
 
     def prompt_filters(self, query_name: str) -> list[dict[str, Any]]:
         """The query's filters with their prompts, in the query's order (FindByPath)."""
-        body = {
-            "$type": EXECUTE_REQUEST,
-            "OperationName": "FindByPath",
-            "EntityTypeName": "QueryDefinition",
-            "Parameters": {
-                "$type": OBJECTS,
-                "$values": [{"$type": "System.String", "$value": query_name}],
-            },
-            "ParameterTypeName": {"$type": STRINGS, "$values": ["System.String"]},
-            "UseJson": False,
-        }
-        answer = self._call("POST", "api/QueryDefinition/_execute", body=body)
+        answer = self._call("POST", FIND_BY_PATH, body=find_by_path(query_name))
         definition = answer.get("Result", answer) if isinstance(answer, dict) else None
         if not isinstance(definition, dict):
             raise ImisRequestError(
-                404, f"no query at {query_name!r}", request="POST /api/QueryDefinition/_execute"
+                404, f"no query at {query_name!r}", request=f"POST /{FIND_BY_PATH}"
             )
-        sources = {
-            source.get("QuerySourceId"): source.get("Name")
-            for source in definition.get("Sources", {}).get("$values", [])
-        }
-        filters = []
-        for criteria in definition.get("Parameters", {}).get("$values", []):
-            name = str(criteria.get("PropertyName", ""))
-            prefix, _, column = name.rpartition(".")
-            filters.append(
-                {
-                    "PropertyName": name,
-                    "BusinessObject": sources.get(prefix) or prefix,
-                    "Column": column,
-                    "Operation": criteria.get("Operation"),
-                    "Prompt": criteria.get("Prompt"),
-                    "AllowMultiple": bool(criteria.get("AllowMultiple", False)),
-                    "Values": unwrap(criteria.get("Values")) or [],
-                }
-            )
-        return filters
+        return prompt_filters_of(definition)
 
     # -- entities ---------------------------------------------------------------------
 
@@ -352,51 +323,78 @@ class ImisClient:
         path = f"api/{quote(entity, safe='')}"
         return f"{path}/{quote(identity, safe='~')}" if identity is not None else path
 
-    def find(self, entity: str, criteria: Mapping[str, Any]) -> list[ImisEntity]:
+    def find(
+        self, entity: str, criteria: Mapping[str, Any], *, pacer: Pacer | None = None
+    ) -> list[ImisEntity]:
         """Entities whose properties equal ``criteria`` (``?Field=eq:value``), all pages."""
         params = [
             (name, "eq:" + parameter_text(value, self._separator))
             for name, value in criteria.items()
         ]
-        found: list[ImisEntity] = []
-        for items, _total, _offset in self._paged(self._path(entity), params, (), MAX_PAGE_SIZE):
-            found.extend(decode_entity(item, entity) for item in items)
-        return found
+        return self._find(entity, params, pacer)
+
+    def find_in(
+        self, entity: str, field: str, values: Sequence[Any], *, pacer: Pacer | None = None
+    ) -> list[ImisEntity]:
+        """Entities whose ``field`` is one of ``values`` (``?Field=in:v1|v2|...``, ASI's
+        form), all pages. No value may hold a ``|``."""
+        texts = [parameter_text(value, self._separator) for value in values]
+        if not texts or any(IN_SEPARATOR in text for text in texts):
+            raise ValueError(f"In takes one or more values without {IN_SEPARATOR!r}")
+        return self._find(entity, [(field, "in:" + IN_SEPARATOR.join(texts))], pacer)
+
+    def _find(
+        self, entity: str, params: list[tuple[str, str]], pacer: Pacer | None
+    ) -> list[ImisEntity]:
+        pages = self._paged(self._path(entity), params, (), MAX_PAGE_SIZE, pacer)
+        return [decode_entity(item, entity) for items, _total, _offset in pages for item in items]
 
     def get(self, entity: str, identity: str) -> ImisEntity:
         return decode_entity(self._call("GET", self._path(entity, identity)) or {}, entity)
 
     def insert(
-        self, entity: str, properties: Mapping[str, Any], *, parent: str = "Party"
+        self,
+        entity: str,
+        properties: Mapping[str, Any],
+        *,
+        parent: str = "Party",
+        pacer: Pacer | None = None,
     ) -> ImisEntity:
         """Add an entity; its new key comes from ``Identity.IdentityElements``."""
         body = generic_entity(entity, (), properties, parent)
-        answer = self._call("POST", self._path(entity), body=body, idempotent=False)
+        path = self._path(entity)
+        answer = self._call("POST", path, body=body, idempotent=False, pacer=pacer)
         if isinstance(answer, dict):
             return decode_entity(answer, entity)
         return ImisEntity("", dict(properties))
 
     def update(
-        self, entity: str, identity: str, properties: Mapping[str, Any], *, parent: str = "Party"
+        self,
+        entity: str,
+        identity: str,
+        properties: Mapping[str, Any],
+        *,
+        parent: str = "Party",
+        pacer: Pacer | None = None,
     ) -> ImisEntity:
         """Change the given properties. A Party is read whole, changed and put back (iMIS
         has no partial update for it); other entities get only these properties."""
         path = self._path(entity, identity)
         if entity.lower() == "party":
-            party = self._call("GET", path)
+            party = self._call("GET", path, pacer=pacer)
             if not isinstance(party, dict):
                 raise ImisRequestError(
                     None, "the Party answer is not an object", request=f"GET /{path}"
                 )
             for name, value in properties.items():
                 set_party_property(party, name, value)
-            answer = self._call("PUT", path, body=party)
+            answer = self._call("PUT", path, body=party, pacer=pacer)
         else:
             body = generic_entity(entity, elements_of(identity), properties, parent)
-            answer = self._call("PUT", path, body=body)
+            answer = self._call("PUT", path, body=body, pacer=pacer)
         if isinstance(answer, dict):
             return decode_entity(answer, entity)
         return ImisEntity(identity, dict(properties), tuple(elements_of(identity)))
 
-    def delete(self, entity: str, identity: str) -> None:
-        self._call("DELETE", self._path(entity, identity))
+    def delete(self, entity: str, identity: str, *, pacer: Pacer | None = None) -> None:
+        self._call("DELETE", self._path(entity, identity), pacer=pacer)

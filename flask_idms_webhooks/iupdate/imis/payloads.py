@@ -185,3 +185,46 @@ def json_default(value: Any) -> Any:
     if isinstance(value, UUID):
         return str(value)
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+#: Where an IQA's definition is read (``FindByPath``).
+FIND_BY_PATH = "api/QueryDefinition/_execute"
+
+
+def find_by_path(query_name: str) -> dict[str, Any]:
+    """The ``QueryDefinition/_execute`` body that reads the IQA at ``query_name``."""
+    return {
+        "$type": EXECUTE_REQUEST,
+        "OperationName": "FindByPath",
+        "EntityTypeName": "QueryDefinition",
+        "Parameters": {
+            "$type": OBJECTS,
+            "$values": [{"$type": "System.String", "$value": query_name}],
+        },
+        "ParameterTypeName": {"$type": STRINGS, "$values": ["System.String"]},
+        "UseJson": False,
+    }
+
+
+def prompt_filters_of(definition: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A query definition's filters with their prompts, in the query's order."""
+    sources = {
+        source.get("QuerySourceId"): source.get("Name")
+        for source in definition.get("Sources", {}).get("$values", [])
+    }
+    filters = []
+    for criteria in definition.get("Parameters", {}).get("$values", []):
+        name = str(criteria.get("PropertyName", ""))
+        prefix, _, column = name.rpartition(".")
+        filters.append(
+            {
+                "PropertyName": name,
+                "BusinessObject": sources.get(prefix) or prefix,
+                "Column": column,
+                "Operation": criteria.get("Operation"),
+                "Prompt": criteria.get("Prompt"),
+                "AllowMultiple": bool(criteria.get("AllowMultiple", False)),
+                "Values": unwrap(criteria.get("Values")) or [],
+            }
+        )
+    return filters
