@@ -515,6 +515,23 @@ def test_find_matches_with_eq_and_reads_every_page(fake: FakeImis, make: Any) ->
     ]
 
 
+def test_find_in_sends_asi_s_in_form_and_refuses_a_value_with_its_separator(
+    fake: FakeImis, make: Any
+) -> None:
+    want = golden("find_in")
+    party = {**golden("party")["answer"], "PartyId": "104"}
+    page = {**iqa_pages()[0], "Items": {"$values": [party]}, "HasNext": False}
+    fake.on("GET", want["request_path"], reply(200, page))
+    field, _, form = want["request_query"].partition("=")
+    found = make().find_in("Party", field, ["101", 104])
+    assert [f.identity for f in found] == ["104"]
+    sent = fake.api()[0]
+    assert sent.url.path == "/iMIS" + want["request_path"]
+    assert sent.url.params.get_list(field) == [form]
+    with pytest.raises(ValueError, match="without"):
+        make().find_in("Party", field, ["a|b"])
+
+
 def test_get_404_and_delete_with_a_composite_key(fake: FakeImis, make: Any) -> None:
     fake.on("GET", "/api/CsContact/9", reply(404, {"Message": "No CsContact with key 9."}))
     fake.on("DELETE", "/api/Rel/~23025|3", reply(200, None))

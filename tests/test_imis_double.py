@@ -9,6 +9,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -81,9 +82,8 @@ def login(client: httpx.Client, username: str = USERNAME, password: str = PASSWO
     return token
 
 
-@pytest.fixture
-def double() -> Iterator[ImisDouble]:
-    """A served double holding four contacts and the design's example query."""
+def seeded() -> ImisDouble:
+    """A double holding four contacts and the design's example query."""
     double = ImisDouble(username="manager", password="secret")
     double.add_entities("CsContact", CONTACT_ROWS, key="ID")
     double.add_query(
@@ -92,7 +92,21 @@ def double() -> Iterator[ImisDouble]:
         columns=["ID", "FirstName", "LastName", "Email"],
         filters=SYNC_FILTERS,
     )
+    return double
+
+
+@pytest.fixture
+def double() -> Iterator[ImisDouble]:
+    double = seeded()
     with double.serve():
+        yield double
+
+
+@pytest.fixture
+def kept_alive() -> Iterator[ImisDouble]:
+    """The seeded double over kept-alive connections."""
+    double = seeded()
+    with double.serve(keep_alive=True):
         yield double
 
 
@@ -398,8 +412,8 @@ def entity_ids(answer: httpx.Response) -> list[str]:
         ({"ID": "le:102"}, ["101", "102"]),
         ({"Email": "Contains:@EXAMPLE"}, ["101", "102", "104"]),
         ({"FirstName": "StartsWith:a"}, ["101", "102"]),
-        ({"ID": "In:101,104"}, ["101", "104"]),
-        ({"ID": "Between:102,103"}, ["102", "103"]),
+        ({"ID": "In:101|104"}, ["101", "104"]),
+        ({"ID": "Between:102|103"}, ["102", "103"]),
         ({"Email": "IsEmpty:"}, ["103"]),
         ({"LastName": "adams", "Status": "eq:A", "ID": "ge:102"}, ["104"]),
         ({"orderby": "FirstName:Descending", "limit": "2"}, ["104", "103"]),
@@ -599,6 +613,46 @@ def test_slow_delays_every_answer_until_undone(double: ImisDouble, api: httpx.Cl
     assert api.get("/api/CsContact/101").status_code == 200
 
 
+def test_latency_delays_entity_calls_side_by_side(kept_alive: ImisDouble) -> None:
+    kept_alive.latency(0.3)
+    together = threading.Barrier(6)
+    answers: list[tuple[int, bool, int]] = []
+
+    def call() -> None:
+        with httpx.Client(base_url=kept_alive.base_url, timeout=10) as client:
+            client.headers["Authorization"] = f"Bearer {login(client)}"
+            together.wait()
+            started = time.monotonic()
+            entity = client.get("/api/CsContact/101").status_code
+            waited = time.monotonic() - started >= 0.3
+            # An IQA is not an entity call: no latency (0.3 s would not fit in the timeout).
+            params = [("QueryName", QUERY), ("parameter", ""), ("parameter", "")]
+            query = client.get("/api/iqa", params=params, timeout=0.25)
+            answers.append((entity, waited, query.status_code))
+
+    kept_alive.reset_peak()
+    threads = [threading.Thread(target=call) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == [(200, True, 200)] * 6
+    assert kept_alive.in_flight_peak == 6  # six calls waited at once, not one after another
+    kept_alive.reset_peak()
+    assert kept_alive.in_flight_peak == 0
+
+
+@pytest.mark.parametrize("keep_alive", [True, False])
+def test_kept_alive_connections_are_reused(keep_alive: bool) -> None:
+    double = seeded()
+    with double.serve(keep_alive=keep_alive), httpx.Client(base_url=double.base_url) as client:
+        client.headers["Authorization"] = f"Bearer {login(client)}"
+        answers = [client.get("/api/CsContact/101") for _ in range(4)]
+        assert [a.status_code for a in answers] == [200] * 4
+        assert answers[0].headers.get("Connection") == (None if keep_alive else "close")
+        assert double.connections_opened == (1 if keep_alive else 5)
+
+
 def test_fail_nth_counts_from_one() -> None:
     with pytest.raises(ValueError, match="counts from 1"):
         ImisDouble().fail_nth(0)
@@ -632,10 +686,11 @@ def test_the_log_keeps_the_token_form(double: ImisDouble) -> None:
 # -- serving, fixtures and the demo ------------------------------------------------------
 
 
-def test_serving_stops_cleanly_and_can_start_again() -> None:
+@pytest.mark.parametrize("keep_alive", [False, True])
+def test_serving_stops_cleanly_and_can_start_again(keep_alive: bool) -> None:
     double = ImisDouble()
     with httpx.Client(timeout=5) as kept:
-        with double.serve() as base_url:
+        with double.serve(keep_alive=keep_alive) as base_url:
             assert base_url == double.base_url and base_url.startswith("http://127.0.0.1:")
             kept.base_url = base_url
             login(kept)
@@ -643,7 +698,7 @@ def test_serving_stops_cleanly_and_can_start_again() -> None:
             _ = double.base_url
         with pytest.raises(httpx.TransportError):
             kept.post("/token")
-    with double.serve() as again, httpx.Client(base_url=again) as client:
+    with double.serve(keep_alive=keep_alive) as again, httpx.Client(base_url=again) as client:
         login(client)
 
 

@@ -20,7 +20,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--username", default="manager")
     parser.add_argument("--password", default="secret")
-    parser.add_argument("--separator", default=",", help="packs Between and In values")
+    parser.add_argument("--separator", default=",", help="packs an IQA's Between and In values")
     parser.add_argument("--demo", action="store_true", help=f"seed CsContact and {QUERY}")
     args = parser.parse_args(argv)
     double = ImisDouble(args.username, args.password, separator=args.separator)

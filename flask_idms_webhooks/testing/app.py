@@ -32,15 +32,34 @@ def create_app(state: DoubleState) -> Flask:
 
 
 def handle(state: DoubleState, req: Request, path: str) -> Response:
+    segments = [s for s in path.split("/") if s]
     with state.lock:
+        state.traffic.began()
         state.log.append(record(req))
         fault = state.plan.next_request()
-        delay = state.plan.delay
-    if delay:
-        time.sleep(delay)
+        delay = state.plan.delay + (state.traffic.latency if is_entity_call(segments) else 0.0)
+    try:
+        if delay:
+            time.sleep(delay)
+        return fault_or_answer(state, req, path, segments, fault)
+    finally:
+        with state.lock:
+            state.traffic.ended()
+
+
+def is_entity_call(segments: list[str]) -> bool:
+    """``/api/{Entity}[/{id}]``: not the token, an IQA, a query or FindByPath."""
+    names = [s.lower() for s in segments]
+    if len(names) < 2 or names[0] != "api":
+        return False
+    return names[1] not in ("iqa", "query", "querydefinition")
+
+
+def fault_or_answer(
+    state: DoubleState, req: Request, path: str, segments: list[str], fault: Fault | None
+) -> Response:
     if fault is not None:
         return failure(fault)
-    segments = [s for s in path.split("/") if s]
     try:
         if [s.lower() for s in segments] == ["token"]:
             return token(state, req)

@@ -27,6 +27,24 @@ class Fault:
 
 
 @dataclass
+class Traffic:
+    """What the double has carried: connections accepted, requests in flight now and at
+    most (since the last reset), and the latency added to each entity call."""
+
+    latency: float = 0.0
+    in_flight: int = 0
+    in_flight_peak: int = 0
+    connections_opened: int = 0
+
+    def began(self) -> None:
+        self.in_flight += 1
+        self.in_flight_peak = max(self.in_flight_peak, self.in_flight)
+
+    def ended(self) -> None:
+        self.in_flight -= 1
+
+
+@dataclass
 class FaultPlan:
     """Faults by request number, counted over every path (``/token`` included)."""
 

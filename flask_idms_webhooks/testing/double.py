@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
@@ -16,10 +16,23 @@ from .operators import QueryFilter
 from .queries import Column, IqaQuery
 from .state import DoubleState
 
+if TYPE_CHECKING:
+    from .keepalive import KeptAliveServer
 
-class QuietHandler(WSGIRequestHandler):
-    """No access-log line per request (errors are still logged). Werkzeug closes each
-    connection after its answer, so a stopped double leaves no kept-alive connection."""
+
+class CountingHandler(WSGIRequestHandler):
+    """Counts the connections it is given. Werkzeug closes each connection after its
+    answer, so a stopped double leaves no kept-alive connection."""
+
+    def setup(self) -> None:
+        state: DoubleState = self.server.double_state  # type: ignore[attr-defined]
+        with state.lock:
+            state.traffic.connections_opened += 1
+        super().setup()
+
+
+class CountingQuietHandler(CountingHandler):
+    """No access-log line per request (errors are still logged)."""
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         return
@@ -40,7 +53,7 @@ class ImisDouble:
         self.username = username
         self.password = password
         self._state = DoubleState(username, password, separator)
-        self._server: BaseWSGIServer | None = None
+        self._server: BaseWSGIServer | KeptAliveServer | None = None
 
     # -- data ---------------------------------------------------------------------------
 
@@ -117,6 +130,30 @@ class ImisDouble:
         with self._state.lock:
             self._state.plan.delay = max(0.0, seconds)
 
+    def latency(self, seconds: float) -> None:
+        """Delay every entity call (``/api/{Entity}[/{id}]``) by ``seconds``, as a distant
+        iMIS would; calls in flight wait side by side (0 to stop)."""
+        with self._state.lock:
+            self._state.traffic.latency = max(0.0, seconds)
+
+    # -- traffic ------------------------------------------------------------------------
+
+    @property
+    def in_flight_peak(self) -> int:
+        """The most requests answered at once since serving began or ``reset_peak()``."""
+        with self._state.lock:
+            return self._state.traffic.in_flight_peak
+
+    def reset_peak(self) -> None:
+        with self._state.lock:
+            self._state.traffic.in_flight_peak = self._state.traffic.in_flight
+
+    @property
+    def connections_opened(self) -> int:
+        """TCP connections accepted (kept-alive ones count once)."""
+        with self._state.lock:
+            return self._state.traffic.connections_opened
+
     # -- log ----------------------------------------------------------------------------
 
     @property
@@ -142,15 +179,29 @@ class ImisDouble:
         return f"http://{self._server.host}:{self._server.port}"
 
     @contextmanager
-    def serve(self, host: str = "127.0.0.1", port: int = 0, *, quiet: bool = True) -> Iterator[str]:
+    def serve(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        quiet: bool = True,
+        keep_alive: bool = False,
+    ) -> Iterator[str]:
         """Serve in a background thread until the block ends; yields the base URL.
-        ``port=0`` takes a free port."""
+        ``port=0`` takes a free port. ``keep_alive`` serves HTTP/1.1 connections that stay
+        open between requests (cheroot, in the ``test`` extra), as a hosted iMIS does;
+        without it each answer closes its connection."""
         if self._server is not None:
             raise RuntimeError("the double is already serving")
-        handler = QuietHandler if quiet else WSGIRequestHandler
+        if keep_alive:
+            with self._serve_kept_alive(host, port) as url:
+                yield url
+            return
+        handler = CountingQuietHandler if quiet else CountingHandler
         server = make_server(
             host, port, create_app(self._state), threaded=True, request_handler=handler
         )
+        server.double_state = self._state  # type: ignore[attr-defined]
         thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="imis-double"
         )
@@ -164,9 +215,24 @@ class ImisDouble:
             server.server_close()
             thread.join()
 
+    @contextmanager
+    def _serve_kept_alive(self, host: str, port: int) -> Iterator[str]:
+        from .keepalive import KeptAliveServer
+
+        server = KeptAliveServer(host, port, create_app(self._state), self._state)
+        try:
+            with server.running():
+                self._server = server
+                yield self.base_url
+        finally:
+            self._server = None
+
     def serve_forever(self, host: str = "127.0.0.1", port: int = 8765) -> None:
         """Serve in this thread, logging requests, until interrupted (Ctrl-C)."""
-        server = make_server(host, port, create_app(self._state), threaded=True)
+        server = make_server(
+            host, port, create_app(self._state), threaded=True, request_handler=CountingHandler
+        )
+        server.double_state = self._state  # type: ignore[attr-defined]
         self._server = server
         try:
             server.serve_forever()

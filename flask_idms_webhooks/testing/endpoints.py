@@ -18,6 +18,9 @@ from .state import DoubleState
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
+#: What separates the values of ``in:`` and ``between:`` on the entity routes (ASI's
+#: reference: ``?PartyId=in:101|104``); an IQA's packed parameters use the site's separator.
+ENTITY_SEPARATOR = "|"
 #: Query-string names the entity routes keep for themselves (not property filters).
 RESERVED = frozenset({"offset", "limit", "orderby"})
 JSON_TYPES = ("application/json", "text/json")
@@ -147,7 +150,7 @@ def find_by_path(state: DoubleState, body: Any) -> Response:
     return answer(query.definition() if query else execute_result(None))
 
 
-def entity_conditions(table: EntityTable, params: Params, separator: str) -> list[Condition]:
+def entity_conditions(table: EntityTable, params: Params) -> list[Condition]:
     """``Field=op:value`` pairs (``Field=value`` is Equal), all of which must hold."""
     found = []
     for name, raw in params:
@@ -159,7 +162,7 @@ def entity_conditions(table: EntityTable, params: Params, separator: str) -> lis
         operation = SPELLINGS.get(prefix.strip().lower()) if colon else None
         operation, value = (operation, rest) if operation else ("Equal", raw)
         try:
-            found.append(Condition(name, operation, split(value, operation, separator)))
+            found.append(Condition(name, operation, split(value, operation, ENTITY_SEPARATOR)))
         except FilterValueError as error:
             fail(400, str(error))
     return found
@@ -168,7 +171,7 @@ def entity_conditions(table: EntityTable, params: Params, separator: str) -> lis
 def list_entities(state: DoubleState, table: EntityTable, params: Params) -> Response:
     offset, limit = window(params)
     with state.lock:
-        conditions = entity_conditions(table, params, state.separator)
+        conditions = entity_conditions(table, params)
         rows = table.find(conditions, first(params, "orderby"))
         items = [table.shape(row) for row in rows[offset : offset + limit]]
     return answer(shapes.paged(items, offset=offset, limit=limit, total=len(rows), dynamic=False))

@@ -6,7 +6,7 @@ import secrets
 import threading
 from dataclasses import dataclass, field
 
-from .control import FaultPlan, RecordedRequest
+from .control import FaultPlan, RecordedRequest, Traffic
 from .entities import EntityTable
 from .queries import IqaQuery
 
@@ -25,6 +25,7 @@ class DoubleState:
     tokens: set[str] = field(default_factory=set)
     plan: FaultPlan = field(default_factory=FaultPlan)
     log: list[RecordedRequest] = field(default_factory=list)
+    traffic: Traffic = field(default_factory=Traffic)
 
     def table(self, name: str) -> EntityTable | None:
         """An entity type by name, without case (iMIS routes ignore case)."""
