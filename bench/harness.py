@@ -32,7 +32,7 @@ from .load import LoadResult, run_load
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
-SCENARIOS = ("trigger", "poll", "growth", "worker", "engine", "memory")
+SCENARIOS = ("trigger", "poll", "growth", "worker", "engine", "engine-imis", "engine-sql", "memory")
 DEFAULT_GUNICORN_ARGS = "-k sync -w 4"
 EXT_QUEUE = bench_app.DEFAULT_QUEUE
 BARE_QUEUE = "bench-bare"
@@ -51,6 +51,9 @@ class Options:
     loader: str = "auto"
     worker_jobs: int = 2000
     engine_rows: int = 100_000
+    imis_rows: int = 2_000
+    imis_latency: float = 0.02
+    imis_reps: int = 2
     growth_levels: tuple[int, ...] = (1_000, 10_000, 100_000)
     out: Path = RESULTS
 
@@ -66,6 +69,9 @@ class Options:
             gunicorn_args="-k sync -w 2",
             worker_jobs=20,
             engine_rows=500,
+            imis_rows=40,
+            imis_latency=0.002,
+            imis_reps=1,
             growth_levels=(10, 100, 1_000),
         )
         for name, value in changes.items():
@@ -694,6 +700,16 @@ class Bench:
             )
         )
 
+    def scenario_engine_imis(self) -> None:
+        from .engine_speed import scenario_imis
+
+        scenario_imis(self)
+
+    def scenario_engine_sql(self) -> None:
+        from .engine_speed import scenario_sql
+
+        scenario_sql(self)
+
     def scenario_memory(self) -> None:
         self.prepare_jobs()
         size = self.redis.memory_usage(JobStore.result_key(self.finished_id)) or 0
@@ -711,7 +727,7 @@ class Bench:
         for name in self.options.scenarios:
             self.log(f"== {name}")
             started = time.monotonic()
-            getattr(self, f"scenario_{name}")()
+            getattr(self, f"scenario_{name.replace('-', '_')}")()
             self.log(f"   ({time.monotonic() - started:.0f} s)")
         return self.rows
 

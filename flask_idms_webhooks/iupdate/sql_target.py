@@ -26,6 +26,7 @@ from .base import (
     Write,
 )
 from .sql import SQLITE_WRITE, plain, reason, unreachable, where
+from .sql_lookup import ROW_LABEL, array_insert, array_update, wanted_table
 
 
 class SqlTarget:
@@ -161,52 +162,42 @@ class SqlTarget:
 
     def find_many(self, criteria: Sequence[Mapping[str, Any]]) -> list[list[Record] | None]:
         """The records of each of ``criteria``, in one SELECT per ``SET_ROWS`` of them:
-        the table joined to the wanted values, so the database compares them as it does
-        in :meth:`find`. A criteria with a blank value is left to :meth:`find` (None)."""
+        the table joined to the wanted values (``sql_lookup``), so the database compares
+        them as it does in :meth:`find`. A criteria with a blank value is left to
+        :meth:`find` (None)."""
         table = self.table
         answers: list[list[Record] | None] = [None] * len(criteria)
         chosen = [
-            (index, self._values(wanted))
+            (index, self._plain(wanted))
             for index, wanted in enumerate(criteria)
             if all(value is not None for value in wanted.values())
         ]
         columns = [sa.type_coerce(column, NullType()).label(column.key) for column in table.c]
         for start in range(0, len(chosen), SET_ROWS):
             part = chosen[start : start + SET_ROWS]
-            wanted = self._wanted(part)
-            joined = sa.and_(*(table.c[key] == wanted.c[key] for key in part[0][1]))
+            rows = [values for _, values in part]
+            wanted, params = wanted_table(table, self.engine.dialect, rows, self._wanted_value)
+            joined = sa.and_(*(table.c[key] == wanted.c[key] for key in rows[0]))
             statement = (
                 sa.select(wanted.c[ROW_LABEL], *columns)
                 .join_from(wanted, table, joined)
                 .order_by(wanted.c[ROW_LABEL], *table.primary_key.columns)
             )
-            given = [value for _, values in part for value in values.values()]
             for index, _ in part:
                 answers[index] = []
+            given = [value for values in rows for value in values.values()]
             with self._statement(given) as connection:
-                for found in connection.execute(statement).mappings():
+                for found in connection.execute(statement, params).mappings():
                     record = dict(found)
-                    found_for = answers[record.pop(ROW_LABEL)]
+                    found_for = answers[part[record.pop(ROW_LABEL)][0]]
                     assert found_for is not None
                     found_for.append(record)
         return answers
 
-    def _wanted(self, part: list[tuple[int, dict[str, Any]]]) -> sa.Subquery:
-        """The wanted values as rows of a derived table (``SELECT n, v1, v2 UNION ALL
-        ...``), each value typed as :meth:`find` types it."""
-        selects = [
-            sa.select(
-                sa.literal(index).label(ROW_LABEL),
-                *(self._wanted_value(key, value).label(key) for key, value in values.items()),
-            )
-            for index, values in part
-        ]
-        union = sa.union_all(*selects) if len(selects) > 1 else selects[0]
-        return union.subquery("wanted")
-
     def _wanted_value(self, key: str, value: Any) -> sa.ColumnElement[Any]:
-        if isinstance(value, sa.ColumnElement):  # a SQLite string, as given
-            return value
+        """One wanted value of a UNION ALL look-up, typed as :meth:`find` types it."""
+        if self._sqlite and isinstance(value, str):
+            return sa.type_coerce(value, sa.String())  # a SQLite string, as given
         column = self.table.c[key]
         typed = sa.literal(value, column.type)
         if self._sqlite:
@@ -240,10 +231,20 @@ class SqlTarget:
             if isinstance(w, Update) and w.values
         ]
         deletes = [self._identity_values(w.record, keys) for w in writes if isinstance(w, Delete)]
-        for shape, rows in groupby(inserts, self._shape):
+        for shape, grouped in groupby(inserts, self._shape):
+            rows = list(grouped)
+            adding_all = array_insert(table, self.engine.dialect, rows)
+            if adding_all is not None:
+                self._execute_many(adding_all[0], adding_all[1], None)
+                continue
             adding = sa.insert(table).values(self._binds(shape, "v_"))
             self._execute_many(adding, [_prefixed(row, "v_") for row in rows], None)
-        for (matched_by, changed), pairs in groupby(updates, self._shapes):
+        for (matched_by, changed), paired in groupby(updates, self._shapes):
+            pairs = list(paired)
+            updating_all = array_update(table, self.engine.dialect, pairs)
+            if updating_all is not None:
+                self._execute_many(updating_all[0], updating_all[1], "update", len(pairs))
+                continue
             statement = (
                 sa.update(table)
                 .where(*self._bound_equal(matched_by))
@@ -284,12 +285,24 @@ class SqlTarget:
         return self._plain({key: record[key] for key in keys})
 
     def _execute_many(
-        self, statement: sa.Executable, params: list[dict[str, Any]], counted: str | None
+        self,
+        statement: sa.Executable,
+        params: list[dict[str, Any]] | dict[str, Any],
+        counted: str | None,
+        rows: int | None = None,
     ) -> None:
-        given = [value for row in params for value in row.values()]
+        """``statement`` once per params (or once, with arrays of ``rows`` rows); each row
+        ``counted`` must change one record."""
+        many = params if isinstance(params, list) else [params]
+        given = [
+            one
+            for row in many
+            for value in row.values()
+            for one in (value if isinstance(value, list) else [value])
+        ]
         with self._statement(given) as connection:
             changed = connection.execute(statement, params).rowcount
-        if counted is not None and changed != len(params):
+        if counted is not None and changed != (len(many) if rows is None else rows):
             raise RowWriteError(
                 f"a record to {counted} is no longer in the table {self.table_name!r}"
             )
@@ -338,12 +351,11 @@ class SqlTarget:
     def _plain(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """``values`` keyed by column key, each a value its column takes."""
         columns = self.table.columns
-        by_lower = {column.key.lower(): column for column in columns}
         converted: dict[str, Any] = {}
         for key, value in values.items():
             column = columns.get(key)
             if column is None:
-                column = by_lower.get(key.lower())
+                column = next((c for c in columns if c.key.lower() == key.lower()), None)
             if column is None:
                 known = ", ".join(column.key for column in columns)
                 raise RowWriteError(
@@ -390,7 +402,6 @@ class SqlTarget:
 
 #: The most rows one set-based look-up joins; the column labelling their numbers.
 SET_ROWS = 500
-ROW_LABEL = "idms_wanted_row"
 
 
 def _prefixed(values: Mapping[str, Any], prefix: str) -> dict[str, Any]:

@@ -79,6 +79,13 @@ class ImisDouble:
                 raise ValueError(f"{entity} is keyed by {table.key!r}, not {key!r}")
             table.add(rows)
 
+    def remove_entities(self, entity: str) -> None:
+        """Drop an entity type with its records and validations (nothing if absent)."""
+        with self._state.lock:
+            table = self._state.table(entity)
+            if table is not None:
+                del self._state.tables[table.name]
+
     def add_query(
         self,
         path: str,
