@@ -28,7 +28,7 @@ lint: $(STAMP)  ## ruff (lint + format check), mypy, and the import contracts (i
 docs: $(STAMP)  ## the Sphinx docs, warnings as errors
 	$(VENV)/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 
-bench: $(STAMP)  ## triggers, polls, workers and the engine against bare baselines (wrk or Python load, 127.0.0.1 only); results in bench/results/
+bench: $(STAMP)  ## triggers, polls, workers and the engine (SQLite, PostgreSQL, the iMIS double) against bare baselines (wrk or Python load, 127.0.0.1 only); results in bench/results/
 	$(PY) -m bench
 
 chaos: $(STAMP)  ## a storm: 30 jobs, a worker (and its work-horse) SIGKILLed every ~5 s; report accepted, sealed, re-run, stuck, lost

@@ -1,7 +1,8 @@
 """``python -m bench [scenario ...]``: run the benchmark and print one table.
 
-Scenarios: trigger, poll, growth, worker, engine, memory (default: all). ``--smoke`` runs
-every scenario in a tiny mode (for the smoke test; its figures mean nothing).
+Scenarios: trigger, poll, growth, worker, engine, engine-imis, engine-sql, memory (default:
+all). ``--smoke`` runs every scenario in a tiny mode (for the smoke test; its figures mean
+nothing).
 """
 
 from __future__ import annotations

@@ -31,6 +31,8 @@ EXPECTED = {
     "growth": ("growth: trigger", "growth: poll finished"),
     "worker": ("worker:", "reference: bare RQ SimpleWorker"),
     "engine": ("engine:",),
+    "engine-imis": ("engine-imis:",),
+    "engine-sql": ("engine-sql:",),
     "memory": ("memory:",),
 }
 
@@ -135,12 +137,20 @@ def test_each_rate_is_the_count_it_measured_over_its_time(smoke: Any) -> None:
     options = document["options"]
     for name, row in rows_by_name(document).items():
         reps = options["growth_reps"] if name.startswith("growth:") else options["reps"]
+        if name.startswith("engine-imis:"):
+            reps = 1 if "429 storm" in name else options["imis_reps"]
         if row["unit"] != "bytes":
             assert len(row["samples"]) == reps, name
         for sample in row["samples"] + row["baseline_samples"]:
             where = (name, sample)
             extra = sample["extra"]
-            if row["unit"] == "req/s":
+            if name.startswith(("engine-imis:", "engine-sql:")):
+                # a rate is rows over seconds: the job's (its rows all written, checked
+                # by the bench), the bare baseline's, or the bound's
+                wanted = options["imis_rows" if "imis" in name else "engine_rows"]
+                assert extra["rows"] == wanted, where
+                assert close(sample["rate"], wanted / sample["seconds"]), where
+            elif row["unit"] == "req/s":
                 # the cap stops new requests; those already in flight still count
                 cap = options["max_requests"] + options["connections"]
                 assert 0 < extra["requests"] <= cap, where
@@ -204,6 +214,31 @@ def test_the_web_rows_name_their_baselines_and_the_ratio_is_recomputed(smoke: An
             assert row["baseline"] == f"same @{first:,}"
             assert row["baseline_samples"] == start["samples"]
             assert close(row["ratio"], row["rate"]["median"] / start["rate"]["median"])
+
+
+@pytest.mark.timeout(90)
+def test_the_engine_rows_are_compared_with_their_bound_or_a_bare_baseline(smoke: Any) -> None:
+    _, document, out = smoke
+    rows, options = rows_by_name(document), document["options"]
+    latency, count = options["imis_latency"], options["imis_rows"]
+    head = f"engine-imis: {count:,} rows, {latency * 1000:g} ms, max_concurrency"
+    for level, batch in [(1, False), (4, False), (8, False), (16, False), (8, True)]:
+        row = rows[f"{head} {level}" + (", batch_match" if batch else "")]
+        bound = level / ((1 if batch else 2) * latency)
+        assert [s["rate"] for s in row["baseline_samples"]] == pytest.approx(
+            [bound] * len(row["samples"])
+        ), row["scenario"]
+        for sample in row["samples"]:  # what the double saw: never more than allowed
+            assert 1 <= sample["extra"]["peak"] <= level + 1, row["scenario"]
+        assert (row["target"] != "") == (level == 8), row["scenario"]
+    storm = one(rows, "engine-imis: 429 storm")
+    assert storm["baseline"] == "no storm" and "lowest" in storm["note"]
+    for action in ("Insert", "Update", "InsertOrUpdate"):
+        for kind in ("sqlite", "postgresql"):  # CI has PostgreSQL: both are measured
+            row = rows[f"engine-sql: {options['engine_rows']:,} rows, {kind}, {action}"]
+            assert row["baseline"].startswith("bare ") and positive(row["ratio"])
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (out / "engine-imis.png").stat().st_size > 0
 
 
 @pytest.mark.timeout(90)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from . import shapes
-from .operators import Condition, lookup
+from .operators import Condition, lookup, number
 
 #: Entity types iMIS serves as typed data contracts, with the ``$type`` of each.
 CONTRACTS = {
@@ -35,6 +36,14 @@ class Validation:
     field: str
     predicate: Callable[[Any], bool]
     message: str
+
+
+@lru_cache(maxsize=65536)
+def equality_form(value: str) -> tuple[str, Any]:
+    """What ``operators.compare`` finds equal, as one value: the number when it parses,
+    else the case-folded text."""
+    parsed = number(value)
+    return ("number", parsed) if parsed is not None else ("text", value.casefold())
 
 
 def key_order(key: str) -> tuple[int, int, str]:
@@ -68,7 +77,10 @@ class EntityTable:
         return [self.records[k] for k in sorted(self.records, key=key_order)]
 
     def find(self, conditions: list[Condition], order_by: str | None = None) -> list[Any]:
-        found = [r for r in self.ordered() if all(c.accepts(r) for c in conditions)]
+        keys = sorted(self._candidates(conditions), key=key_order)
+        found = [
+            r for r in map(self.records.__getitem__, keys) if all(c.accepts(r) for c in conditions)
+        ]
         if order_by:
             name, _, direction = order_by.partition(":")
             found.sort(
@@ -76,6 +88,19 @@ class EntityTable:
                 reverse=direction.lower().startswith("desc"),
             )
         return found
+
+    def _candidates(self, conditions: list[Condition]) -> Iterable[str]:
+        """The keys a find must look at: for ``Equal`` or ``In`` on the key field, those
+        that compare equal to a wanted value (each record is still checked by every
+        condition); else all. A look-up by key then costs no sort of the whole table."""
+        for condition in conditions:
+            if (
+                condition.operation in ("Equal", "In")
+                and condition.field.lower() == self.key.lower()
+            ):
+                wanted = {equality_form(value) for value in condition.values}
+                return [key for key in self.records if equality_form(key) in wanted]
+        return self.records
 
     def record_key(self, identity: str) -> str:
         """The stored key for a URL identity (``101``, or ``~101|1`` for iMIS's composite form)."""
