@@ -297,7 +297,7 @@ def scenario_imis(bench: Bench) -> None:
         "no storm", found["imis-8"][: len(stormed)],
         note=(f"every {STORM_EVERY}th call 429 for a while; AIMD limit 8 -> lowest "
               f"{pacer.lowest if pacer else '?'} after {pacer.decreases if pacer else '?'} "
-              "halvings; every row written once"),
+              "slow-downs; every row written once"),
     ))  # fmt: skip
     chart_imis(bench, variants, found, latency, curve)
 
