@@ -1,7 +1,8 @@
 """One engine run in a process of its own, for the flat-memory test.
 
-``python -m tests.engine_memory_run DB REDIS_URL MODE`` copies every row of the table
-``staging`` of the SQLite file DB into its table ``contact`` (action Insert), through the
+``python -m tests.engine_memory_run DB REDIS_URL MODE [IMIS_URL ENTITY]`` copies every row
+of the table ``staging`` of the SQLite file DB into its table ``contact`` (or, given an
+iMIS URL, into that iMIS's ``ENTITY``, 8 rows in flight) (action Insert), through the
 task file's handler (``IUpdate``, over a ``Connections`` of its own) and a real
 ``JobContext`` on Redis, then prints the finished counters and the process's peak RSS as
 JSON. MODE ``leaky`` also keeps every source row in a list: the control that the memory
@@ -15,6 +16,7 @@ child held between fork and exec: a big test process would hide a small child's 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -40,10 +42,10 @@ def keep_every_row() -> None:
     Engine.values = leaky  # type: ignore[method-assign]
 
 
-def main(database: str, redis_url: str, mode: str) -> None:
+def main(database: str, redis_url: str, mode: str, imis_url: str = "", entity: str = "") -> None:
     if mode == "leaky":
         keep_every_row()
-    profiles = {"db": {"kind": "sql", "url": f"sqlite:///{database}"}}
+    profiles: dict[str, dict[str, Any]] = {"db": {"kind": "sql", "url": f"sqlite:///{database}"}}
     source = Source(
         "db", 'SELECT ext_id AS "ExtId", email AS "Email", note AS "Note" FROM staging', 500
     )
@@ -53,6 +55,16 @@ def main(database: str, redis_url: str, mode: str) -> None:
         Action.INSERT,
         mapping={"ext_id": "ExtId", "email": "Email", "note": "Note"},
     )
+    if imis_url:
+        profiles["imis"] = {
+            "kind": "imis",
+            "base_url": imis_url,
+            "username": "manager",
+            "password": os.environ["ENGINE_MEMORY_IMIS_PASSWORD"],
+            "max_concurrency": 8,
+        }
+        mapping = {"ID": "ExtId", "Email": "Email", "Note": "Note"}
+        target = Target("imis", entity, Action.INSERT, mapping=mapping)
     connections = Connections()
     handler = IUpdate(source, target, (), profiles, connections)
     task = Task(id="memory", handler=handler, source=source, target=target, connections=profiles)
@@ -82,4 +94,4 @@ def peak_rss_kib() -> int:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:6])

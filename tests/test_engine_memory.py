@@ -9,21 +9,27 @@ which reports its peak resident set size (``VmHWM``) when done. No timing is ass
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+from flask_idms_webhooks.testing import ImisDouble
 from tests.helpers import ROOT
 
 SMALL, LARGE = 10_000, 100_000
+#: Into iMIS (the double, 8 rows in flight): fewer rows, each about 4 KB.
+IMIS_SMALL, IMIS_LARGE = 1_000, 10_000
+PASSWORD = "secret"
 #: The flat check: the large run's peak within this factor, plus this slack, of the small one's.
 FACTOR, SLACK_KB = 1.15, 6 * 1024
 
 
-def make_database(path: Path, rows: int) -> Path:
-    """A SQLite file: ``staging`` with ``rows`` rows of ~600 bytes, ``contact`` empty."""
+def make_database(path: Path, rows: int, note: int = 80) -> Path:
+    """A SQLite file: ``staging`` with ``rows`` rows of about ``note`` x 7 bytes,
+    ``contact`` empty."""
     connection = sqlite3.connect(path)
     try:
         with connection:
@@ -35,7 +41,7 @@ def make_database(path: Path, rows: int) -> Path:
             )
             connection.executemany(
                 "INSERT INTO staging (ext_id, email, note) VALUES (?, ?, ?)",
-                ((f"E{i:07d}", f"member{i}@example.org", f"{i:07d}" * 80) for i in range(rows)),
+                ((f"E{i:07d}", f"member{i}@example.org", f"{i:07d}" * note) for i in range(rows)),
             )
     finally:
         connection.close()
@@ -45,13 +51,19 @@ def make_database(path: Path, rows: int) -> Path:
 class Run:
     """One engine run in a child process; ``finish`` answers its counters and peak RSS."""
 
-    def __init__(self, tmp_path: Path, redis_url: str, mode: str, rows: int) -> None:
+    def __init__(
+        self, tmp_path: Path, redis_url: str, mode: str, rows: int, imis: ImisDouble | None
+    ) -> None:
         self.name = f"{mode}-{rows}"
-        self.database = make_database(tmp_path / f"{self.name}.db", rows)
+        note = 80 if imis is None else 600  # fewer iMIS rows: bigger ones
+        self.database = make_database(tmp_path / f"{self.name}.db", rows, note)
         self.stderr = (tmp_path / f"{self.name}.log").open("wb")
+        target = [] if imis is None else [imis.base_url, f"Contact{mode.title()}{rows}"]
+        command = [sys.executable, "-m", "tests.engine_memory_run", str(self.database)]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.engine_memory_run", str(self.database), redis_url, mode],
+            [*command, redis_url, mode, *target],
             cwd=ROOT,
+            env=dict(os.environ, ENGINE_MEMORY_IMIS_PASSWORD=PASSWORD),
             stdout=subprocess.PIPE,
             stderr=self.stderr,
         )
@@ -72,9 +84,14 @@ class Run:
         self.stderr.close()
 
 
-def measure(tmp_path: Path, redis_url: str, rows: int) -> dict[str, int]:
+def measure(
+    tmp_path: Path, redis_url: str, rows: int, imis: ImisDouble | None = None
+) -> dict[str, int]:
     """Peak RSS (KiB) of a flat and a leaky run over ``rows`` rows, run side by side."""
-    runs = [Run(tmp_path, redis_url, mode, rows) for mode in ("flat", "leaky")]
+    if imis is not None:
+        for mode in ("flat", "leaky"):
+            imis.add_entities(f"Contact{mode.title()}{rows}", [])
+    runs = [Run(tmp_path, redis_url, mode, rows, imis) for mode in ("flat", "leaky")]
     try:
         results = [run.finish() for run in runs]
     finally:
@@ -104,5 +121,18 @@ def test_memory_is_flat_from_10k_to_100k_rows_and_a_leak_is_caught(tmp_path, red
     print(f"peak RSS MiB (10k, 100k): {figures}")
     assert flat(small["flat"], large["flat"]), figures
     # The control: keeping every row is caught by the very same check, with room to spare.
+    assert not flat(small["leaky"], large["leaky"]), figures
+    assert large["leaky"] > small["leaky"] * FACTOR + SLACK_KB + 16 * 1024, figures
+
+
+def test_memory_is_flat_with_8_rows_in_flight_into_imis_and_a_leak_is_caught(tmp_path, redis_url):
+    double = ImisDouble("manager", PASSWORD)
+    with double.serve(keep_alive=True):
+        small = measure(tmp_path, redis_url, IMIS_SMALL, double)
+        large = measure(tmp_path, redis_url, IMIS_LARGE, double)
+        assert len(double.entities(f"ContactFlat{IMIS_LARGE}")) == IMIS_LARGE
+    figures = {mode: (small[mode] // 1024, large[mode] // 1024) for mode in small}
+    print(f"peak RSS MiB into iMIS (1k, 10k): {figures}")
+    assert flat(small["flat"], large["flat"]), figures
     assert not flat(small["leaky"], large["leaky"]), figures
     assert large["leaky"] > small["leaky"] * FACTOR + SLACK_KB + 16 * 1024, figures
