@@ -64,6 +64,11 @@ def match_key(criteria: Mapping[str, Any]) -> tuple[Any, ...]:
     return tuple(_key_part(criteria[name]) for name in sorted(criteria))
 
 
+#: How a number's text other than a digit may start, as Decimal reads it: a sign, a point,
+#: inf, nan or snan.
+NUMBER_STARTS = frozenset("+-.ins")
+
+
 def _key_part(value: Any) -> Any:
     if value is None:
         return None
@@ -72,6 +77,8 @@ def _key_part(value: Any) -> Any:
     if isinstance(value, dt.date | dt.time):
         value = value.isoformat()
     text = str(value).strip().casefold()
+    if not text[:1].isdigit() and text[:1] not in NUMBER_STARTS:
+        return text  # not a number (Decimal would refuse it)
     try:
         number = Decimal(text)
     except InvalidOperation:

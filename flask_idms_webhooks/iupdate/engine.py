@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 
 #: One source row with its number (its position in the source, from 1).
 Numbered = tuple[int, Row]
+#: ... and what it is looked up by (None: it needs no look-up).
+Wanted = tuple[int, Row, dict[str, Any] | None]
 
 
 class MappingError(SourceReadError):
@@ -104,6 +106,11 @@ class Engine:
         # page undone (cancelled, failed) is counted as nothing, as nothing of it stays.
         self._outcomes: Counter[str] = Counter()
         self._errors: list[tuple[int, str]] = []
+        #: The mapping as (target field, source column, constant): one or the other.
+        self._fields = [
+            (name, None, given.get("value")) if isinstance(given, Mapping) else (name, given, None)
+            for name, given in target.mapping.items()
+        ]
 
     def run(self, pages: Iterable[Page]) -> None:
         numbered = self._numbered(pages)
@@ -164,14 +171,16 @@ class Engine:
         else:
             self.adapter.delete(write.record)
 
-    def plan(self, row: Row, matches: list[Record] | None = None) -> tuple[str, list[Write]]:
+    def plan(
+        self, row: Row, matches: list[Record] | None = None, criteria: dict[str, Any] | None = None
+    ) -> tuple[str, list[Write]]:
         """The outcome of one row and the writes it takes. Its matches are found unless
-        given (found in a batch)."""
+        given (found in a batch), by its criteria (computed unless given)."""
         target, action = self.target, self.target.action
         values = self.values(row)
         if action is Action.INSERT:
             return "inserted", [Insert(values)]
-        criteria = self.criteria(row)
+        criteria = self.criteria(row) if criteria is None else criteria
         if not criteria:
             raise RowWriteError(f"{action} needs a match rule ([tasks.target] match)")
         if target.skip_blank_match and any(_blank(value) for value in criteria.values()):
@@ -209,10 +218,13 @@ class Engine:
         in_sets = self._keys_stay()
         for rows in pages:
             with self.adapter.batch():
-                for rows_of_set in self._sets(rows) if in_sets else [[row] for row in rows]:
+                sets: Iterable[list[Wanted]] = (
+                    self._sets(rows) if in_sets else ([(n, row, None)] for n, row in rows)
+                )
+                for rows_of_set in sets:
                     self.context.check_cancelled()
                     if len(rows_of_set) == 1:
-                        self.process(*rows_of_set[0])
+                        self.process(*rows_of_set[0][:2])
                     else:
                         self._write_set(rows_of_set)
                 # A cancel that came while the page was written undoes the page.
@@ -234,9 +246,10 @@ class Engine:
                 return False
         return True
 
-    def _sets(self, rows: list[Numbered]) -> Iterator[list[Numbered]]:
-        """The page cut where a key repeats: in one set no two rows may touch one record."""
-        current: list[Numbered] = []
+    def _sets(self, rows: list[Numbered]) -> Iterator[list[Wanted]]:
+        """The page cut where a key repeats: in one set no two rows may touch one record.
+        Each row comes with what it is looked up by."""
+        current: list[Wanted] = []
         keys: set[Hashable] = set()
         for number, row in rows:
             criteria = self.lookup(row)
@@ -244,13 +257,13 @@ class Engine:
             if key is not None and key in keys:
                 yield current
                 current, keys = [], set()
-            current.append((number, row))
+            current.append((number, row, criteria))
             if key is not None:
                 keys.add(key)
         if current:
             yield current
 
-    def _write_set(self, rows: list[Numbered]) -> None:
+    def _write_set(self, rows: list[Wanted]) -> None:
         """One look-up and one write for the set, in a SAVEPOINT; if any of it fails, the
         rows one by one."""
         try:
@@ -258,21 +271,20 @@ class Engine:
                 outcomes = self._planned_set(rows)
         except RowWriteError as error:
             log.debug("rows %d-%d one by one: %s", rows[0][0], rows[-1][0], error)
-            for number, row in rows:
+            for number, row, _ in rows:
                 self.process(number, row)
         else:
             self._outcomes.update(outcomes)
 
-    def _planned_set(self, rows: list[Numbered]) -> list[str]:
-        wanted = [(index, self.lookup(row)) for index, (_, row) in enumerate(rows)]
-        looked_up = [(index, criteria) for index, criteria in wanted if criteria is not None]
+    def _planned_set(self, rows: list[Wanted]) -> list[str]:
+        looked_up = [(n, wanted) for n, (_, _, wanted) in enumerate(rows) if wanted is not None]
         found = self.adapter.find_many([criteria for _, criteria in looked_up])
         if found is None:  # this target looks rows up one by one
             found = [None] * len(looked_up)
         matches = {index: records for (index, _), records in zip(looked_up, found, strict=True)}
         outcomes, writes = [], []
-        for index, (_, row) in enumerate(rows):
-            outcome, row_writes = self.plan(row, matches.get(index))
+        for index, (_, row, criteria) in enumerate(rows):
+            outcome, row_writes = self.plan(row, matches.get(index), criteria)
             outcomes.append(outcome)
             writes += row_writes
         if writes and not self.adapter.write_many(writes):
@@ -360,15 +372,12 @@ class Engine:
 
     def values(self, row: Row) -> dict[str, Any]:
         """The target fields of a row: a source column's value, or a constant."""
-        if not self.target.mapping:
+        if not self._fields:
             return dict(row)
-        values: dict[str, Any] = {}
-        for field, source in self.target.mapping.items():
-            if isinstance(source, Mapping):
-                values[field] = source.get("value")
-            else:
-                values[field] = row.get(source)
-        return values
+        return {
+            name: constant if column is None else row.get(column)
+            for name, column, constant in self._fields
+        }
 
     def criteria(self, row: Row) -> dict[str, Any]:
         return {field: row.get(column) for field, column in self.target.match.items()}

@@ -8,7 +8,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from itertools import groupby
+from itertools import groupby, repeat
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,7 +16,6 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.types import NullType
 
 from .base import (
-    Delete,
     Insert,
     Record,
     RowWriteError,
@@ -56,6 +55,9 @@ class SqlTarget:
         self._table: sa.Table | None = None
         self._connection: sa.Connection | None = None
         self._in_row = False
+        #: A given name -> its column's key and whether it is a text column (None: a type
+        #: SQLAlchemy does not know), found once per name.
+        self._columns: dict[str, tuple[str, bool | None]] = {}
 
     @property
     def table(self) -> sa.Table:
@@ -173,6 +175,7 @@ class SqlTarget:
             if all(value is not None for value in wanted.values())
         ]
         columns = [sa.type_coerce(column, NullType()).label(column.key) for column in table.c]
+        names = [column.key for column in table.c]
         for start in range(0, len(chosen), SET_ROWS):
             part = chosen[start : start + SET_ROWS]
             rows = [values for _, values in part]
@@ -183,15 +186,13 @@ class SqlTarget:
                 .join_from(wanted, table, joined)
                 .order_by(wanted.c[ROW_LABEL], *table.primary_key.columns)
             )
-            for index, _ in part:
-                answers[index] = []
-            given = [value for values in rows for value in values.values()]
+            found: list[list[Record]] = [[] for _ in part]
+            given = (value for values in rows for value in values.values())
             with self._statement(given) as connection:
-                for found in connection.execute(statement, params).mappings():
-                    record = dict(found)
-                    found_for = answers[part[record.pop(ROW_LABEL)][0]]
-                    assert found_for is not None
-                    found_for.append(record)
+                for position, *record in connection.execute(statement, params):
+                    found[position].append(dict(zip(names, record, strict=True)))
+            for (index, _), records in zip(part, found, strict=True):
+                answers[index] = records
         return answers
 
     def _wanted_value(self, key: str, value: Any) -> sa.ColumnElement[Any]:
@@ -219,18 +220,22 @@ class SqlTarget:
         driver that cannot count what an ``executemany`` changed."""
         table = self.table
         keys = [column.key for column in table.primary_key.columns]
-        needs_key = any(not isinstance(write, Insert) for write in writes)
-        if needs_key and (not keys or not self.engine.dialect.supports_sane_multi_rowcount):
+        inserts, changes, deletes = [], [], []
+        for write in writes:
+            if isinstance(write, Insert):
+                inserts.append(self._plain(write.values))
+            elif isinstance(write, Update):
+                if write.values:
+                    changes.append((self._identity_values(write.record, keys), write.values))
+            else:
+                deletes.append(self._identity_values(write.record, keys))
+        if (changes or deletes) and (
+            not keys or not self.engine.dialect.supports_sane_multi_rowcount
+        ):
             return False
-        inserts = [self._plain(w.values) for w in writes if isinstance(w, Insert)]
         if any(not values for values in inserts):
             return False
-        updates = [
-            (self._identity_values(w.record, keys), self._plain(w.values))
-            for w in writes
-            if isinstance(w, Update) and w.values
-        ]
-        deletes = [self._identity_values(w.record, keys) for w in writes if isinstance(w, Delete)]
+        updates = [(identity, self._plain(values)) for identity, values in changes]
         for shape, grouped in groupby(inserts, self._shape):
             rows = list(grouped)
             adding_all = array_insert(table, self.engine.dialect, rows)
@@ -260,9 +265,9 @@ class SqlTarget:
     def _shape(self, values: Mapping[str, Any]) -> tuple[tuple[str, bool], ...]:
         """Which values of a write go in as given text (SQLite strings) or typed as their
         column: writes of one shape are one ``executemany``."""
-        return tuple(
-            (key, self._sqlite and isinstance(value, str)) for key, value in values.items()
-        )
+        if not self._sqlite:
+            return tuple(zip(values, repeat(False)))
+        return tuple((key, isinstance(value, str)) for key, value in values.items())
 
     def _shapes(self, pair: tuple[dict[str, Any], dict[str, Any]]) -> tuple[Any, Any]:
         return self._shape(pair[0]), self._shape(pair[1])
@@ -294,12 +299,12 @@ class SqlTarget:
         """``statement`` once per params (or once, with arrays of ``rows`` rows); each row
         ``counted`` must change one record."""
         many = params if isinstance(params, list) else [params]
-        given = [
+        given = (  # read only for an error message
             one
             for row in many
             for value in row.values()
             for one in (value if isinstance(value, list) else [value])
-        ]
+        )
         with self._statement(given) as connection:
             changed = connection.execute(statement, params).rowcount
         if counted is not None and changed != (len(many) if rows is None else rows):
@@ -349,31 +354,34 @@ class SqlTarget:
         }
 
     def _plain(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        """``values`` keyed by column key, each a value its column takes."""
-        columns = self.table.columns
+        """``values`` keyed by column key, each a value its column takes: date, time,
+        Decimal and UUID values go into text columns as their strings."""
         converted: dict[str, Any] = {}
         for key, value in values.items():
-            column = columns.get(key)
-            if column is None:
-                column = next((c for c in columns if c.key.lower() == key.lower()), None)
-            if column is None:
-                known = ", ".join(column.key for column in columns)
-                raise RowWriteError(
-                    f"the table {self.table_name!r} has no column {key!r} (its columns: {known})"
-                )
-            converted[column.key] = self._for_column(column, value)
+            column_key, text_column = self._columns.get(key) or self._column(key)
+            converted[column_key] = (
+                plain(value) if text_column and not isinstance(value, str) else value
+            )
         return converted
 
-    def _for_column(self, column: sa.Column[Any], value: Any) -> Any:
-        """``value`` as its column takes it: date, time, Decimal and UUID values go into
-        text columns as their strings."""
-        if isinstance(value, str):
-            return value
+    def _column(self, key: str) -> tuple[str, bool | None]:
+        """The key of the column named ``key`` (exactly, else ignoring case) and whether
+        it holds text (None for a type SQLAlchemy does not know: values go in as given)."""
+        columns = self.table.columns
+        column = columns.get(key)
+        if column is None:
+            column = next((c for c in columns if c.key.lower() == key.lower()), None)
+        if column is None:
+            known = ", ".join(column.key for column in columns)
+            raise RowWriteError(
+                f"the table {self.table_name!r} has no column {key!r} (its columns: {known})"
+            )
         try:
-            text_column = column.type.python_type is str
-        except NotImplementedError:  # a type SQLAlchemy does not know: as given
-            return value
-        return plain(value) if text_column else value
+            text_column: bool | None = column.type.python_type is str
+        except NotImplementedError:
+            text_column = None
+        self._columns[key] = column.key, text_column
+        return self._columns[key]
 
     def _equal(self, values: Mapping[str, Any]) -> list[sa.ColumnElement[bool]]:
         conditions: list[sa.ColumnElement[bool]] = []
@@ -389,15 +397,8 @@ class SqlTarget:
         return conditions
 
     def _identity(self, record: Record) -> list[sa.ColumnElement[bool]]:
-        key_columns = list(self.table.primary_key.columns)
-        if not key_columns:
-            return self._equal(self._values(record))
-        absent = [column.key for column in key_columns if column.key not in record]
-        if absent:
-            raise RowWriteError(
-                f"the record carries no value for the primary key column {absent[0]!r}"
-            )
-        return self._equal(self._values({column.key: record[column.key] for column in key_columns}))
+        keys = [column.key for column in self.table.primary_key.columns]
+        return self._equal(self._values(self._identity_values(record, keys) if keys else record))
 
 
 #: The most rows one set-based look-up joins; the column labelling their numbers.
