@@ -1,7 +1,8 @@
 """The engine's speed: ``engine-imis`` (rows in flight against the iMIS double with a
 latency, against the bound of its calls) and ``engine-sql`` (pages in sets on SQLite and
 PostgreSQL, against a bare SQLAlchemy ``executemany`` / ``INSERT ... ON CONFLICT`` of the
-same rows). Each job runs as a worker runs it (a burst SimpleWorker in this process).
+same rows). Each job runs as a worker runs it: a burst worker of this process, forking
+for SQL as deployed, a SimpleWorker for iMIS (its pacer's curve is sampled here).
 
 The double serves from a process of its own over kept-alive connections, so its work does
 not share the engine's interpreter lock; it is driven over a pipe.
@@ -120,9 +121,11 @@ class RemoteDouble:
 # -- one job, as a worker runs it ----------------------------------------------------------
 
 
-def run_job(bench: Bench, app: Flask, task_id: str) -> tuple[float, dict[str, Any]]:
-    """Start ``task_id``, work it off in a burst SimpleWorker; its seconds and sealed
-    document."""
+def run_job(
+    bench: Bench, app: Flask, task_id: str, *, simple: bool = True
+) -> tuple[float, dict[str, Any]]:
+    """Start ``task_id``, work it off in a burst worker (a SimpleWorker, or a forking one
+    as deployed); its seconds and sealed document."""
     from flask_idms_webhooks.worker import make_worker
 
     state = state_of(app)
@@ -130,7 +133,7 @@ def run_job(bench: Bench, app: Flask, task_id: str) -> tuple[float, dict[str, An
     document = state.jobs.trigger(
         state.tasks[task_id], state.parameters[task_id].resolve(None), "http://127.0.0.1"
     )
-    worker = make_worker(app, simple=True)
+    worker = make_worker(app, simple=simple)
     started = time.perf_counter()
     worker.work(burst=True, logging_level="WARNING")
     seconds = time.perf_counter() - started
@@ -497,7 +500,7 @@ def scenario_sql(bench: Bench) -> None:
 
             def engine_run(kind: str, action: str) -> Sample:
                 reset_contacts(urls[kind], action)
-                seconds, sealed = run_job(bench, app, f"sql-{kind}-{action}")
+                seconds, sealed = run_job(bench, app, f"sql-{kind}-{action}", simple=False)
                 state_of(app).connections.close()
                 expect_sealed(sealed, rows, **wanted[action])
                 return Sample(rate=rows / seconds, seconds=seconds, extra={"rows": rows})
