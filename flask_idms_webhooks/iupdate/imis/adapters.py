@@ -3,6 +3,7 @@ iUpdate engine, over ``ImisClient``."""
 
 from __future__ import annotations
 
+import concurrent.futures as futures
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from decimal import Decimal, InvalidOperation
@@ -105,14 +106,38 @@ class ImisTarget:
             text = parameter_text(wanted[field], self.client.separator)
             if text and IN_SEPARATOR not in text:
                 texts[index] = text
-        found: list[ImisEntity] = []
-        for chunk in _chunks(sorted(set(texts.values()))):
-            with self._writing("Find"):
-                found += self.client.find_in(self.entity, field, chunk, pacer=self.pacer)
+        # The entities found, by their value of the field as compared (so each criteria
+        # is checked against its candidates only), with their properties' names lowered.
+        found: dict[Any, list[tuple[ImisEntity, dict[str, Any]]]] = {}
+        for entities in self._found_in(field, list(_chunks(sorted(set(texts.values()))))):
+            for entity in entities:
+                properties = {name.lower(): value for name, value in entity.properties.items()}
+                value = properties.get(field.lower())
+                if value is not None:
+                    found.setdefault(_compared(value), []).append((entity, properties))
         answers: list[list[Record] | None] = [None] * len(criteria)
         for index in texts:
-            answers[index] = [_record(e) for e in found if _matches(e, criteria[index])]
+            wanted = criteria[index]
+            answers[index] = [
+                _record(entity)
+                for entity, properties in found.get(_compared(wanted[field]), [])
+                if all(_equal(properties.get(name.lower()), v) for name, v in wanted.items())
+            ]
         return answers
+
+    def _found_in(self, field: str, chunks: list[list[str]]) -> list[list[ImisEntity]]:
+        """The entities of each chunk of ``in:`` values: several calls at once (through
+        the pacer) when rows may be in flight together."""
+
+        def look_up(chunk: list[str]) -> list[ImisEntity]:
+            with self._writing("Find"):
+                return self.client.find_in(self.entity, field, chunk, pacer=self.pacer)
+
+        width = min(len(chunks), self.max_concurrency)
+        if width <= 1:
+            return [look_up(chunk) for chunk in chunks]
+        with futures.ThreadPoolExecutor(width, thread_name_prefix="idms-find") as pool:
+            return list(pool.map(look_up, chunks))
 
     def write_many(self, writes: Sequence[Write]) -> bool:
         return False  # each write is a call of its own
@@ -154,21 +179,17 @@ def _chunks(texts: list[str]) -> Iterator[list[str]]:
         yield chunk
 
 
-def _matches(entity: ImisEntity, criteria: Mapping[str, Any]) -> bool:
-    properties = {name.lower(): value for name, value in entity.properties.items()}
-    return all(_equal(properties.get(name.lower()), value) for name, value in criteria.items())
-
-
 def _equal(found: Any, wanted: Any) -> bool:
     """As iMIS compares a property with an ``eq:`` value: numbers by value, else text
     without case."""
-    if found is None:
-        return False
-    left, right = parameter_text(found), parameter_text(wanted)
-    left_number, right_number = _number(left), _number(right)
-    if left_number is not None and right_number is not None:
-        return left_number == right_number
-    return left.casefold() == right.casefold()
+    return found is not None and _compared(found) == _compared(wanted)
+
+
+def _compared(value: Any) -> Decimal | str:
+    """A value as iMIS compares it: a number, else its text without case."""
+    text = parameter_text(value)
+    number = _number(text)
+    return text.casefold() if number is None else number
 
 
 def _number(text: str) -> Decimal | None:
