@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -39,6 +40,8 @@ USERNAME, PASSWORD = "manager", "bench-secret"
 QUERY = "$/Bench/Feed"
 #: The calls in flight the benchmark compares (1 is one row at a time).
 CONCURRENCY = (1, 4, 8, 16)
+#: The bare client's variant: calls with nothing else done, against the same double.
+BARE = "imis-bare-8"
 #: The 429 storm: every 10th call answers 429 until this many calls were made.
 STORM_EVERY, STORM_CALLS = 10, 600
 POSTGRES_URL = os.environ.get(
@@ -241,6 +244,27 @@ def pacer_curve(every: float = 0.02) -> Iterator[Curve]:
         pacing.Pacer.__init__ = original  # type: ignore[method-assign]
 
 
+def bare_calls(url: str, calls: int, width: int) -> float:
+    """The machine's ceiling: ``calls`` finds by key sent by ``width`` threads through one
+    kept-alive httpx client (as the engine's), with nothing else done; their seconds."""
+    import httpx
+
+    login = {"grant_type": "password", "username": USERNAME, "password": PASSWORD}
+    limits = httpx.Limits(max_connections=width + 2, max_keepalive_connections=width + 2)
+    with httpx.Client(base_url=url, limits=limits) as client:
+        token = client.post("/token", data=login).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+
+        def find(n: int) -> None:
+            wanted = {"ID": f"eq:{10_000 + n}"}
+            client.get("/api/CsContact", params=wanted, headers=headers).raise_for_status()
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(width) as pool:
+            list(pool.map(find, range(calls)))
+        return time.perf_counter() - started
+
+
 def scenario_imis(bench: Bench) -> None:
     from .harness import Row, Sample
 
@@ -252,6 +276,11 @@ def scenario_imis(bench: Bench) -> None:
     os.environ["BENCH_IMIS_PASSWORD"] = PASSWORD
     double = RemoteDouble()
     curve = Curve([])
+
+    def bare(width: int) -> Sample:
+        double("seed", rows, latency)
+        seconds = bare_calls(double.url, rows, width)
+        return Sample(rate=rows / seconds, seconds=seconds, extra={"rows": rows})
 
     def measure(variant: Variant, app: Flask, storm: bool = False) -> Sample:
         double("seed", rows, latency)
@@ -271,10 +300,12 @@ def scenario_imis(bench: Bench) -> None:
 
     try:
         with task_app(bench, imis_tasks(double.url, variants)) as app:
-            found = bench.interleave(
-                {v.name: (lambda v=v: measure(v, app)) for v in variants},  # type: ignore[misc]
-                options.imis_reps,
-            )
+            measures: dict[str, Callable[[], Sample]] = {
+                v.name: (lambda v=v: measure(v, app))  # type: ignore[misc]
+                for v in variants
+            }
+            measures[BARE] = lambda: bare(8)
+            found = bench.interleave(measures, options.imis_reps)
             with pacer_curve() as curve:
                 stormed = [measure(variants[2], app, storm=True)]
             bench.log(f"  429 storm: {stormed[0].rate:,.1f}/s")
@@ -294,6 +325,12 @@ def scenario_imis(bench: Bench) -> None:
             ">= 0.80x" if goal else "", (lambda r: r >= 0.80) if goal else None,
             note=f"peak calls in flight {'/'.join(map(str, peaks))} (the IQA read-ahead adds 1)",
         ))  # fmt: skip
+    bench.rows.append(Row(
+        f"engine-imis: bare httpx client, 8 calls in flight, {ms}", "calls/s", found[BARE],
+        f"bound 8/{ms}", bound_samples(found[BARE], 8 / latency, rows),
+        note="the machine's ceiling: one find per call, nothing else done; the double and the"
+        " client share the 2 cores as in the engine's runs",
+    ))  # fmt: skip
     pacer = curve.pacers[-1] if curve.pacers else None
     bench.rows.append(Row(
         "engine-imis: 429 storm, max_concurrency 8", "rows/s", stormed,

@@ -59,6 +59,9 @@ class EntityTable:
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
     fields: list[str] = field(default_factory=list)
     validations: list[Validation] = field(default_factory=list)
+    #: The keys of ``records`` by their equality form, so a find by key reads no other
+    #: record. (A key deleted from ``records`` may linger here: it is looked up there.)
+    _by_form: dict[tuple[str, Any], set[str]] = field(default_factory=dict, repr=False)
 
     def add(self, rows: Iterable[Mapping[str, Any]]) -> None:
         for row in rows:
@@ -66,7 +69,11 @@ class EntityTable:
             if record.get(self.key) in (None, ""):
                 raise ValueError(f"a {self.name} row has no {self.key!r} key value: {record}")
             self._learn(record)
-            self.records[str(record[self.key])] = record
+            self._put(str(record[self.key]), record)
+
+    def _put(self, key: str, record: dict[str, Any]) -> None:
+        self.records[key] = record
+        self._by_form.setdefault(equality_form(key), set()).add(key)
 
     def _learn(self, record: Mapping[str, Any]) -> None:
         for name in record:
@@ -98,8 +105,9 @@ class EntityTable:
                 condition.operation in ("Equal", "In")
                 and condition.field.lower() == self.key.lower()
             ):
-                wanted = {equality_form(value) for value in condition.values}
-                return [key for key in self.records if equality_form(key) in wanted]
+                forms = {equality_form(value) for value in condition.values}
+                keys = set().union(*(self._by_form.get(form, ()) for form in forms))
+                return [key for key in keys if key in self.records]
         return self.records
 
     def record_key(self, identity: str) -> str:
@@ -125,7 +133,7 @@ class EntityTable:
             raise BodyError([f"A {self.name} with {self.key} {key} already exists."])
         self._validate(values)
         self._learn(values)
-        self.records[str(key)] = values
+        self._put(str(key), values)
         return values
 
     def update(self, key: str, body: Any) -> dict[str, Any]:
