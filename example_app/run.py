@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -124,10 +125,15 @@ def main() -> int:
     worker = start(
         [python, "-m", "flask", "--app", "example_app:create_app", "idms-webhooks", "worker"], env
     )
+    # gunicorn's processes count their per-process metrics in files here, so that a scrape
+    # of any of them answers all of them (prometheus-client's multiprocess mode).
+    metrics_dir = INSTANCE / "prometheus"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
     server = start(
         [python, "-m", "gunicorn", "-c", str(ROOT / "example_app" / "gunicorn.conf.py"),
          "--bind", f"127.0.0.1:{port}", "example_app:create_app()"],
-        env,
+        {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
     )  # fmt: skip
 
     done = threading.Event()

@@ -11,32 +11,12 @@ from typing import Any
 
 from gunicorn.glogging import Logger
 
+from .logs import REDACTED, SECRET_QUERY, redact_query
 
-def _spelled(char: str) -> str:
-    """A pattern for one character as a client may send it: itself, or percent-encoded
-    once or more (``?``, ``%3F``, ``%253F``); letters in either case (``k``, ``%4B``)."""
-    codes = "|".join(sorted({f"{ord(variant):02X}" for variant in {char.lower(), char.upper()}}))
-    return f"(?:{re.escape(char)}|%(?:25)*(?:{codes}))"
+__all__ = ["REDACTED", "SECRET_QUERY", "RedactingLogger", "redact_query"]
 
 
-def _secret_query() -> re.Pattern[str]:
-    # A path sent as ``/jobs%3Fkey=...`` is not a query to Werkzeug, but the key is in the
-    # request line all the same: match the separators, the names and ``=`` however they
-    # are encoded. A value ends at a separator (raw or encoded) or whitespace.
-    separator = "|".join(_spelled(char) for char in "?&;")
-    name = "|".join("".join(map(_spelled, word)) for word in ("key", "token", "signature"))
-    value = r"(?:(?!%(?:25)*(?:26|3B))[^&;\s])*"
-    return re.compile(f"(?i)((?:^|{separator})(?:{name}){_spelled('=')}){value}")
-
-
-SECRET_QUERY = _secret_query()
 SECRET_NAMES = re.compile(r"(?i)authorization|webhook[-_]key|signature|cookie")
-REDACTED = "[redacted]"
-
-
-def redact_query(text: str) -> str:
-    """``a?key=s3cret&x=1`` -> ``a?key=[redacted]&x=1``; ``a%3Fkey=s3cret`` too."""
-    return SECRET_QUERY.sub(lambda match: match.group(1) + REDACTED, text)
 
 
 class RedactingLogger(Logger):  # type: ignore[misc]

@@ -16,7 +16,9 @@ from werkzeug.urls import iri_to_uri
 from .errors import IdmsWebhooksError, ParameterError
 from .iupdate.prompts import filters_toml
 from .jobs.documents import CLI
+from .jobs.liveness import WorkerBeat
 from .jobs.urls import local_base_url
+from .logs import LOGGER, log_to
 from .state import state_of
 from .worker import Reaper, make_worker
 
@@ -27,15 +29,13 @@ BASE_URL_HELP = (
 
 
 def log_to_stderr(level: str) -> None:
-    """Show the extension's log (the reaper, the scheduler) on stderr at ``level``, unless
-    the app set up logging itself."""
-    logger = logging.getLogger("flask_idms_webhooks")
-    if logger.handlers or logging.getLogger().handlers:
+    """Show the extension's log (jobs, the reaper, the scheduler) on stderr at ``level``,
+    in ``IDMS_WEBHOOKS_LOG_FORMAT``; in text, only if the app set up no logging itself."""
+    form = state_of(current_app).settings.log_format
+    logger = logging.getLogger(LOGGER)
+    if form == "text" and (logger.handlers or logging.getLogger().handlers):
         return
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-    logger.addHandler(handler)
-    logger.setLevel(level.upper())
+    log_to(form, level)
 
 
 @click.group("idms-webhooks")
@@ -77,6 +77,8 @@ def worker_command(
     state = state_of(app)
     log_to_stderr(logging_level)
     worker = make_worker(app, simple=simple, name=name)
+    beat = WorkerBeat(state.redis, worker.name)
+    beat.start()
     reaper = Reaper(state)
     reaper.start()
     loop = state.scheduler_loop() if schedules and not burst else None
@@ -93,6 +95,7 @@ def worker_command(
         if loop is not None:
             loop.stop()
         reaper.stop()
+        beat.stop()
 
 
 @cli.command("scheduler")

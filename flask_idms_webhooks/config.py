@@ -39,6 +39,8 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "SCHEDULE_SECONDS": (False, "Accept a leading seconds field (6-field cron): tests and demos."),
     "REDIS_TIMEOUT": (1.0, "Socket and connect timeout of the web side's Redis client, seconds."),
     "DOCS_PATH": ("/docs", "Swagger UI path under the prefix (standalone Api only)."),
+    "LOG_FORMAT": ("text", "The extension's log lines: text, or json (one JSON object a line)."),
+    "METRICS_PUBLIC": (False, "Serve /metrics without the admin token (for a scraper)."),
 }
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
@@ -84,6 +86,8 @@ class Settings:
     schedule_seconds: bool
     redis_timeout: float
     docs_path: str
+    log_format: str = "text"
+    metrics_public: bool = False
 
     @classmethod
     def from_app(cls, app: Flask) -> Settings:
@@ -143,6 +147,9 @@ class Settings:
             redis_timeout = float(get("REDIS_TIMEOUT"))
         except (TypeError, ValueError):
             raise ConfigurationError(f"{PREFIX}REDIS_TIMEOUT must be a number of seconds") from None
+        log_format = str(get("LOG_FORMAT")).strip().lower()
+        if log_format not in ("text", "json"):
+            raise ConfigurationError(f"{PREFIX}LOG_FORMAT must be text or json, got {log_format!r}")
         return cls(
             redis_url=str(redis_url),
             url_prefix=path("URL_PREFIX"),
@@ -164,4 +171,6 @@ class Settings:
             schedule_seconds=flag("SCHEDULE_SECONDS"),
             redis_timeout=redis_timeout,
             docs_path=path("DOCS_PATH") or "/docs",
+            log_format=log_format,
+            metrics_public=flag("METRICS_PUBLIC"),
         )

@@ -20,6 +20,7 @@ from .config import EXTENSION_KEY, Settings
 from .errors import ConfigurationError, TaskLoadError
 from .iupdate.connections import Connections
 from .jobs.redis import warn_if_evicting, web_redis
+from .logs import log_to
 from .model.parameters import QueryParameterSet, schedule_problem
 from .model.reporting import Handler
 from .model.schedules import CatchUp, Schedule, parse_utc
@@ -163,6 +164,8 @@ class IdmsWebhooks:
         if EXTENSION_KEY in app.extensions:
             raise ConfigurationError("IdmsWebhooks is already initialised on this app")
         settings = Settings.from_app(app)
+        if settings.log_format == "json":
+            log_to("json")
         connections = Connections()
         tasks = dict(self._python_tasks)
         for task in tasks.values():  # Python tasks: a seconds field only where allowed

@@ -75,8 +75,18 @@ class Credentials:
         return same(given, self.job_token(job_id))
 
     def check_admin(self, request: Request) -> bool:
+        """The host's check, else the admin token: as a Bearer token, or, on a GET (a
+        browser on the dashboard), as the password of HTTP Basic with any user name."""
         if self._admin_check is not None:
             return bool(self._admin_check(request))
         if self._admin_token is None:
             return False
-        return same(bearer_token(request), self._admin_token)
+        if same(bearer_token(request), self._admin_token):
+            return True
+        basic = request.authorization
+        return (
+            request.method in ("GET", "HEAD")
+            and basic is not None
+            and basic.type == "basic"
+            and same(basic.password, self._admin_token)
+        )

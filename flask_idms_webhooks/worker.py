@@ -15,17 +15,32 @@ from typing import Any
 import redis
 from flask import Flask
 from rq import SimpleWorker, Worker
+from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
 from .errors import StoreUnavailable
-from .jobs.documents import HORSE_DIED
+from .jobs.documents import CANCELLED, FAILED, HORSE_DIED
 from .jobs.lifecycle import job_id_of
 from .jobs.patience import patiently
 from .jobs.redis import queue_for, warn_if_evicting, worker_redis
-from .jobs.store import available, is_store_error
+from .jobs.store import available, is_store_error, loads
 from .state import WebhooksState, state_of
 
 logger = logging.getLogger("flask_idms_webhooks")
+
+
+class JobSealedFailed(Exception):
+    """What RQ's failed registry shows for a job sealed ``failed`` (its error's message)."""
+
+
+def file_cancelled(job: Any, queue: Any, pipe: Any) -> None:
+    """RQ's job as cancelled: its status, its canceled registry, kept as long as a failure."""
+    ttl = job.failure_ttl or 0
+    job.set_status(JobStatus.CANCELED, pipeline=pipe)
+    queue.failed_job_registry.remove(job, pipeline=pipe)
+    queue.canceled_job_registry.add(job, ttl=ttl, pipeline=pipe)
+    if ttl > 0:
+        pipe.expire(job.key, ttl)
 
 
 @contextlib.contextmanager
@@ -107,6 +122,24 @@ class _AppWorkerMixin:
         with self.app.app_context():
             return super().perform_job(*args, **kwargs)  # type: ignore[misc]
 
+    # RQ files a job that returned in its finished registry: ours answers how it ended
+    # (``lifecycle.run_job``), so a job sealed failed is in RQ's failed registry and one
+    # sealed cancelled in its canceled registry, and tools reading RQ (rq-dashboard) agree.
+    def _finalize_success(self, job: Any, queue: Any, execution: Any, return_value: Any) -> None:
+        status = return_value.get("Status") if isinstance(return_value, dict) else None
+        if status == FAILED:
+            failure = JobSealedFailed(return_value.get("Error") or "the job failed")
+            self._finalize_failure(job, queue, execution, (JobSealedFailed, failure, None))  # type: ignore[attr-defined]
+        elif status == CANCELLED:
+            job._result = return_value
+            self.handle_execution_ended(job, queue, job.failure_callback_timeout)  # type: ignore[attr-defined]
+            with self.connection.pipeline() as pipe:
+                self.cleanup_execution(job, pipeline=pipe, execution=execution)  # type: ignore[attr-defined]
+                file_cancelled(job, queue, pipe)
+                pipe.execute()
+        else:
+            super()._finalize_success(job, queue, execution, return_value)  # type: ignore[misc]
+
     def unsubscribe(self) -> None:
         # RQ unsubscribes, then stops its pubsub thread: a thread that reads the
         # unsubscribe reply first waits for the next message (60 s), and the join gives up
@@ -179,6 +212,14 @@ class IdmsWorker(_AppWorkerMixin, Worker):
             self._webhooks.recovery.seal_abandoned(
                 job_id_of(job.id), HORSE_DIED, job.id, patient=True
             )
+        # RQ filed the dead horse's job as failed; a job killed after its cancel is
+        # sealed cancelled.
+        with redis_away(f"job {job.id}: not filed as cancelled in RQ"):
+            sealed = self._webhooks.store.read(job_id_of(job.id))[0]
+            if sealed is not None and loads(sealed)["Status"] == CANCELLED:
+                with self.connection.pipeline() as pipe:
+                    file_cancelled(job, queue, pipe)
+                    pipe.execute()
 
 
 class IdmsSimpleWorker(_AppWorkerMixin, SimpleWorker):

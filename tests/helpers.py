@@ -166,7 +166,9 @@ def get(port: int, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
 
 
 @contextmanager
-def gunicorn(tmp_path: Path, redis_url: str, queue_name: str) -> Iterator[tuple[int, Path]]:
+def gunicorn(
+    tmp_path: Path, redis_url: str, queue_name: str, workers: int = 1, **extra_env: str
+) -> Iterator[tuple[int, Path]]:
     """gunicorn with the shipped config serving the test app: (port, its log file)."""
     port = free_port()
     log = tmp_path / "gunicorn.log"
@@ -174,7 +176,8 @@ def gunicorn(tmp_path: Path, redis_url: str, queue_name: str) -> Iterator[tuple[
         os.environ,
         IDMS_WEBHOOKS_REDIS_URL=redis_url,
         IDMS_WEBHOOKS_QUEUE_NAME=queue_name,
-        GUNICORN_WORKERS="1",
+        GUNICORN_WORKERS=str(workers),
+        **extra_env,
     )
     with log.open("wb") as output:
         server = subprocess.Popen(

@@ -56,6 +56,20 @@ def count(parameters: Mapping[str, Any], context: JobContext) -> None:
             context.count(inserted=1)
 
 
+@webhooks.task(
+    "crawl",
+    name="Count slowly",
+    description="Counts Count rows, Delay seconds each: a job a browser can watch.",
+    filters=[
+        ROW("Test", "Count", type=DataType.INT32, prompt=Prompt.REQUIRED),
+        ROW("Test", "Delay", type=DataType.DOUBLE, default=0.1),
+    ],
+    retry_after=1,
+)
+def crawl(parameters: Mapping[str, Any], context: JobContext) -> None:
+    count(parameters | {"FailEvery": 0}, context)
+
+
 @webhooks.task("boom", name="Always fails")
 def boom(parameters: Mapping[str, Any], context: JobContext) -> None:
     context.set_row_count(10)

@@ -197,10 +197,10 @@ def test_an_unknown_task_on_the_admin_routes(client):
 def test_the_task_list_holds_every_task(client):
     tasks = client.get("/idms/tasks", headers=ADMIN).get_json()
     assert [task["TaskId"] for task in tasks] == [
-        "count", "boom", "sleep", "params", "pair", "parent", "marker", "flaky", "child",
-        "needy", "rescue",
+        "count", "crawl", "boom", "sleep", "params", "pair", "parent", "marker", "flaky",
+        "child", "needy", "rescue",
     ]  # fmt: skip
-    assert tasks[1] == client.get("/idms/tasks/boom", headers=ADMIN).get_json()
+    assert tasks[2] == client.get("/idms/tasks/boom", headers=ADMIN).get_json()
 
 
 # -- the task document ----------------------------------------------------------------------

@@ -21,8 +21,7 @@ def double() -> Iterator[ImisDouble]:
     double = ImisDouble(USER, PASSWORD)
     # 250 contacts: IDs 1000-1249, an email per ID in mixed case, two records with ID 1007.
     contacts = [
-        {"Key": f"K{n}", "ID": str(1000 + n), "Email": f"Person{n}@Example.org"}
-        for n in range(250)
+        {"Key": f"K{n}", "ID": str(1000 + n), "Email": f"Person{n}@Example.org"} for n in range(250)
     ]
     contacts.append({"Key": "K-twin", "ID": "1007", "Email": "twin@example.org"})
     double.add_entities("CsContact", contacts, key="Key")
@@ -39,9 +38,7 @@ URLS: dict[ImisDouble, str] = {}
 def target_for(double: ImisDouble, max_concurrency: int = 4) -> Iterator[ImisTarget]:
     client = ImisClient(URLS[double], USER, PASSWORD, max_connections=max_concurrency + 2)
     try:
-        yield ImisTarget(
-            client, "CsContact", max_concurrency=max_concurrency, batch_match=True
-        )
+        yield ImisTarget(client, "CsContact", max_concurrency=max_concurrency, batch_match=True)
     finally:
         client.close()
 

@@ -105,7 +105,7 @@ def test_finished_record_expires_after_the_result_ttl(make_app):
     assert gone.get_json()["code"] == 404
 
 
-def test_sealed_record_outlives_rq_and_is_kept_for_the_retention(client, key, state, run_burst):
+def test_sealed_record_and_rqs_job_are_kept_for_the_retention(client, key, state, run_burst):
     answer = client.post(
         f"/idms/tasks/count/jobs?key={key('count')}", json={"QueryParameters": {"Count": 2}}
     )
@@ -113,7 +113,8 @@ def test_sealed_record_outlives_rq_and_is_kept_for_the_retention(client, key, st
     run_burst()
     ttl = state.redis.ttl(state.store.result_key(job_id))
     assert 7 * 86400 - 60 < ttl <= 7 * 86400
-    assert state.redis.ttl(f"rq:job:{job_id}") < 3600  # RQ's own copy goes much sooner
+    # RQ's own copy (in its finished registry) as long: rq-dashboard shows what we keep
+    assert 7 * 86400 - 60 < state.redis.ttl(f"rq:job:{job_id}") <= 7 * 86400
 
 
 def test_long_jobs_get_hours_not_rqs_180_seconds(client, key, state, make_app):

@@ -13,8 +13,9 @@ import redis
 from redis.client import Pipeline
 
 from .codec import available, dumps, loads
-from .documents import JOB_ID_LENGTH, JobDocument
+from .documents import CANCELLED, JOB_ID_LENGTH, JobDocument
 from .keys import StoreKeys
+from .listing import sealed_key
 
 
 def rq_job_id(job_id: str, dispatch: int) -> str:
@@ -225,11 +226,18 @@ class DispatchRecords(StoreKeys):
         return True
 
     #: Take a queued job off its RQ queue (or RQ's schedule) and seal it, only if it was
-    #: still there: 1 done, 0 a worker has it.
+    #: still there: 1 done, 0 a worker has it. RQ's job stays, as cancelled, in RQ's
+    #: canceled registry, as long as the sealed record.
     CANCEL_QUEUED = """
     local removed = redis.call('LREM', KEYS[1], 1, ARGV[1]) + redis.call('ZREM', KEYS[2], ARGV[1])
     if removed == 0 then return 0 end
-    redis.call('DEL', KEYS[3])
+    if redis.call('EXISTS', KEYS[3]) == 1 then
+      redis.call('HSET', KEYS[3], 'status', 'canceled')
+      redis.call('EXPIRE', KEYS[3], ARGV[3])
+      local now = tonumber(redis.call('TIME')[1])
+      redis.call('ZADD', KEYS[11], now + tonumber(ARGV[3]), ARGV[1])
+    end
+    redis.call('ZADD', KEYS[12], tonumber(redis.call('TIME')[1]), ARGV[4])
     redis.call('SET', KEYS[4], ARGV[2], 'NX', 'EX', ARGV[3])
     redis.call('DEL', KEYS[5], KEYS[6], KEYS[7], KEYS[8])
     redis.call('ZREM', KEYS[9], ARGV[4])
@@ -239,10 +247,17 @@ class DispatchRecords(StoreKeys):
 
     @available
     def cancel_queued(
-        self, sealed: JobDocument, rq_id: str, queue_key: str, scheduled_key: str, rq_job_key: str
+        self,
+        sealed: JobDocument,
+        rq_id: str,
+        queue_key: str,
+        scheduled_key: str,
+        rq_job_key: str,
+        canceled_key: str,
     ) -> bool:
         """Seal a queued job ``cancelled`` (``sealed``: its final document) in one step with
-        taking it off the queue; answers False (nothing changed) if a worker took it."""
+        taking it off the queue (RQ's job to ``canceled_key``, its canceled registry);
+        answers False (nothing changed) if a worker took it."""
         job_id = sealed["ExecuteId"]
         keys = [
             queue_key,
@@ -255,6 +270,8 @@ class DispatchRecords(StoreKeys):
             self.suspect_key(job_id),
             self.QUEUED,
             self.active_key(sealed["TaskId"]),
+            canceled_key,
+            sealed_key(CANCELLED),
         ]
         args: list[str | bytes | float] = [rq_id, dumps(sealed), self.result_ttl, job_id]
         return bool(self.redis.eval(self.CANCEL_QUEUED, len(keys), *keys, *args))

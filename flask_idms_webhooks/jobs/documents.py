@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import calendar
 import secrets
 import time
 from collections.abc import Mapping
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from ..model.parameters import ParameterValue, ResolvedParameter
 
@@ -223,3 +224,61 @@ def finish(document: JobDocument, status: str, error: Cause | None = None) -> Jo
 WORKER_DIED: Cause = ("WorkerDied", "The worker running this job died (no heartbeat).")
 HORSE_DIED: Cause = ("WorkerDied", "The worker process running this job ended unexpectedly.")
 CANCELLED_BY_REQUEST: Cause = ("Cancelled", "Cancelled by request.")
+
+
+class Outcome(TypedDict):
+    """How one dispatch of a job ended: its status, and its error's message if any."""
+
+    Status: str
+    Error: str | None
+
+
+def outcome(document: JobDocument) -> Outcome:
+    error = document.get("Error")
+    return {"Status": document["Status"], "Error": error.get("Message") if error else None}
+
+
+def duration(document: Mapping[str, Any]) -> int | None:
+    """Whole seconds from a job's start to its end; None if it never started."""
+    started, ended = document.get("StartedOn"), document.get("CompletedOn")
+    if not started or not ended:
+        return None
+    form = "%Y-%m-%dT%H:%M:%SZ"
+    end, start = time.strptime(ended, form), time.strptime(started, form)
+    return calendar.timegm(end) - calendar.timegm(start)
+
+
+def finished_line(document: JobDocument) -> tuple[str, dict[str, Any]]:
+    """The log line of a job just sealed, and its fields (for JSON lines): task, job,
+    status, counts, duration and rows per second."""
+    seconds = duration(document)
+    processed = document.get("ProcessedCount", 0)
+    rate = processed / seconds if seconds else None
+    counts = {name: document.get(f"{name}Count", 0) for name in COUNTED}
+    fields = {
+        "task_id": document["TaskId"],
+        "job_id": document["ExecuteId"],
+        "status": document["Status"],
+        "counts": counts,
+        "duration_seconds": seconds,
+        "rows_per_second": round(rate, 1) if rate is not None else None,
+    }
+    took = "" if seconds is None else f" in {seconds} s" + (f", {rate:.1f} rows/s" if rate else "")
+    listed = ", ".join(f"{counts[name]} {label}" for name, label in LABELS.items())
+    message = (
+        f"job {document['ExecuteId']} of task {document['TaskId']} {document['Status']}:"
+        f" {processed} processed ({listed}){took}"
+    )
+    return message, fields
+
+
+#: The counts of a job, in the order a log line shows them.
+COUNTED = ("Processed", "Inserted", "Updated", "Skipped", "Error", "Deleted")
+#: The counts after Processed, as a log line names them.
+LABELS = {
+    "Inserted": "inserted",
+    "Updated": "updated",
+    "Skipped": "skipped",
+    "Error": "errors",
+    "Deleted": "deleted",
+}

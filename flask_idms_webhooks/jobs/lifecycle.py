@@ -26,11 +26,12 @@ from ..errors import (
     StoreUnavailable,
     TransientError,
 )
+from ..logs import about_job, job_is_of
 from ..model.parameters import QueryParameterSet, ResolvedParameter
 from ..model.tasks import Task
 from .chain import ChainStarter
 from .context import Heartbeat, JobContext
-from .dispatch import Dispatch, job_id_of, rq_job_id
+from .dispatch import job_id_of, rq_job_id
 from .documents import (
     CANCELLED,
     CANCELLED_BY_REQUEST,
@@ -43,14 +44,17 @@ from .documents import (
     Cause,
     ChainEntry,
     JobDocument,
+    Outcome,
     RowError,
     finish,
+    finished_line,
     new_document,
     new_job_id,
-    retried,
+    outcome,
     utc_now,
 )
 from .patience import patiently
+from .retrying import Retrying
 from .store import IdempotencyClaim, JobStore, dumps, loads
 from .urls import Urls
 
@@ -74,9 +78,10 @@ class _HasJobs(Protocol):
     def jobs(self) -> JobManager: ...
 
 
-def run_job(job_id: str) -> None:
+def run_job(job_id: str) -> Outcome | None:
     """The RQ job function: runs one job inside the worker's app context. (Its RQ job id
-    says which dispatch of the job this is: see ``rq_job_id``.)"""
+    says which dispatch of the job this is: see ``rq_job_id``.) Answers how this dispatch
+    ended, for the worker to file RQ's job in the registry that says the same."""
     state = current_app.extensions.get(EXTENSION_KEY)
     if state is None:
         raise ConfigurationError(
@@ -84,10 +89,16 @@ def run_job(job_id: str) -> None:
             "`flask --app <your app> idms-webhooks worker`"
         )
     current = get_current_job()
-    cast(_HasJobs, state).jobs.run(job_id, current.id if current is not None else job_id)
+    with about_job(job_id):
+        return cast(_HasJobs, state).jobs.run(job_id, current.id if current is not None else job_id)
 
 
-class JobManager:
+def outcome_of(sealed: bytes) -> Outcome:
+    """The outcome a sealed document says (the one sealed first, if two raced)."""
+    return outcome(loads(sealed))
+
+
+class JobManager(Retrying):
     """The lifecycle of jobs for one app, given what it works with."""
 
     def __init__(
@@ -148,6 +159,7 @@ class JobManager:
         document: JobDocument,
         claim: tuple[str, IdempotencyClaim] | None = None,
         body: bytes | None = None,
+        counted: tuple[str, int] | None = None,
     ) -> IdempotencyClaim | None:
         """Write a new job's record (``body``: the document already serialised, if the
         caller has it) and enqueue it, in one transaction; answers None.
@@ -165,6 +177,7 @@ class JobManager:
                 enqueue=self.enqueuer(task, job_id),
                 body=body,
                 claim=claim,
+                counted=counted,
             )
         except StoreUnavailable as error:
             if not error.sent:
@@ -188,7 +201,7 @@ class JobManager:
             options: dict[str, Any] = {
                 "args": (job_id,),
                 "job_id": rq_id or job_id,
-                "result_ttl": 600,
+                "result_ttl": settings.result_ttl,
                 "failure_ttl": settings.result_ttl,
                 "description": f"idms-webhooks {task.id}",
                 "pipeline": pipe,
@@ -246,7 +259,9 @@ class JobManager:
                 queue.key,
                 queue.scheduled_job_registry.key,
                 Job.key_for(rq_id),
+                queue.canceled_job_registry.key,
             ):
+                self.finished(sealed)
                 return self.store.read(job_id)[0] or dumps(sealed)
         answer = document.copy()
         answer["StatusDescription"] = "Cancellation requested"
@@ -276,32 +291,43 @@ class JobManager:
 
         def seal_once() -> bytes:
             if self.store.seal(final, row_errors, max_failures=limit):
+                self.finished(final)
                 return dumps(final)
             sealed, _, _ = self.store.read(final["ExecuteId"])
             return sealed or dumps(final)
 
         return self.patiently(seal_once) if patient else seal_once()
 
+    def finished(self, document: JobDocument) -> None:
+        """What the one who sealed a job does once: its INFO line, its counts in the
+        totals (see ``metrics``)."""
+        message, fields = finished_line(document)
+        logger.info(message, extra=fields)
+        self.store.count_finished(document)
+
     def patiently(self, call: Callable[[], R]) -> R:
         """``call()``, riding out Redis being away for up to the outage setting."""
         return patiently(self.settings.store_outage, call)
 
     # -- the worker side ----------------------------------------------------------------
-    def run(self, job_id: str, rq_id: str | None = None) -> None:
+    def run(self, job_id: str, rq_id: str | None = None) -> Outcome | None:
         """Run a job's task, if this dispatch (``rq_id``) is the one to run it, and seal
-        its outcome, riding out Redis outages."""
+        its outcome, riding out Redis outages. Answers the outcome of this dispatch: the
+        sealed status (and error), ``failed`` for an attempt that is retried, None when
+        it ran nothing."""
         store = self.store
         sealed, live, _ = self.patiently(lambda: store.read(job_id))
         if sealed is not None or live is None:
-            return  # cancelled before it started, or expired
+            return None  # cancelled before it started, or expired
         document: JobDocument = loads(live)
+        job_is_of(document["TaskId"])
         task = self.tasks.get(document["TaskId"])
         if task is None:
             current = self.patiently(lambda: store.dispatch(job_id))
             if current.rq_id == (rq_id or job_id) and not current.started:
                 unknown = ("UnknownTask", f"No task {document['TaskId']!r} on this worker.")
-                self.seal(document, FAILED, unknown, patient=True)
-            return  # (else a dispatch of the past: the job is another one's now)
+                return outcome_of(self.seal(document, FAILED, unknown, patient=True))
+            return None  # (else a dispatch of the past: the job is another one's now)
         # A record an earlier release wrote has no attempts yet: this is its first.
         document.setdefault("Attempt", 1)
         document.setdefault("Attempts", [])
@@ -317,9 +343,9 @@ class JobManager:
         )
         started = self.patiently(lambda: store.start(document, rq_id))
         if started < 0:  # cancelled before it started
-            self.seal(queued, CANCELLED, CANCELLED_BY_REQUEST, patient=True)
-        if started <= 0:
-            return  # sealed, cancelled, or another dispatch's to run
+            return outcome_of(self.seal(queued, CANCELLED, CANCELLED_BY_REQUEST, patient=True))
+        if started == 0:
+            return None  # sealed, or another dispatch's to run
         context = JobContext(
             store,
             document,
@@ -330,13 +356,17 @@ class JobManager:
         with Heartbeat(store, job_id):
             status, error, transient = self._perform(task, context)
             if transient and self.retry(context.document, error, patient=True)[0]:
-                return  # queued again, to retry after the task's delay
+                # queued again, to retry after the task's delay
+                return {"Status": FAILED, "Error": f"attempt failed, retried: {error}"}
             if status != CANCELLED:
                 # The children are started, and listed, before the parent is sealed.
                 context.document["Chain"] = self.patiently(
                     lambda: self.start_chain(task, status, context.document)
                 )
-            self.seal(context.document, status, error, context.take_row_errors(), patient=True)
+            sealed = self.seal(
+                context.document, status, error, context.take_row_errors(), patient=True
+            )
+        return outcome_of(sealed)
 
     def seal_failed(self, document: JobDocument, cause: Cause, *, patient: bool = False) -> bytes:
         """Seal a job that ended without its worker sealing it as failed, starting its
@@ -362,46 +392,6 @@ class JobManager:
         if self.patiently(lambda: self.store.cancel_requested(context.job_id)):
             return CANCELLED, CANCELLED_BY_REQUEST, False
         return SUCCEEDED, None, False
-
-    def retry(
-        self, document: JobDocument, cause: Cause | None, *, patient: bool = False
-    ) -> tuple[bool, JobDocument | None]:
-        """Queue a job whose attempt failed for another run after its task's delay, if its
-        task has ``retries`` left and no cancel was asked. Answers (handled, new document):
-        handled False means not retried, to be sealed; True with None means someone else
-        moved the job meanwhile (retried, sealed): leave it."""
-        task = self.tasks.get(document["TaskId"])
-        attempt = int(document.get("Attempt", 1))
-        job_id = document["ExecuteId"]
-        if task is None or cause is None or attempt > task.retries:
-            return False, None
-        store = self.store
-
-        def queue_again() -> tuple[bool, JobDocument | None]:
-            if store.cancel_requested(job_id):
-                return False, None
-            at = time.time() + task.retry_delay(attempt)
-            fresh = retried(document, cause, attempts=task.retries + 1, at=at)
-            current = store.dispatch(job_id)
-            number = current.number + 1
-            new = Dispatch(rq_job_id(job_id, number), number, 1)
-            if not current.started or not store.redispatch(
-                fresh,
-                current.rq_id,
-                new,
-                self.enqueuer(task, job_id, new.rq_id, at=at),
-                due=at,
-                intermediate_key=self.queue.intermediate_queue_key,
-                scheduled_key=self.queue.scheduled_job_registry.key,
-                expected_started=current.started_by,
-                expected_state=(IN_PROGRESS, attempt),
-                fresh_attempt=True,
-            ):
-                return True, None
-            logger.warning("job %s: attempt %d ended (%s); retrying", job_id, attempt, cause[0])
-            return True, fresh
-
-        return self.patiently(queue_again) if patient else queue_again()
 
     def start_chain(self, task: Task, status: str, document: JobDocument) -> list[ChainEntry]:
         """Start the tasks chained to this outcome, once (``chain.ChainStarter``)."""

@@ -15,6 +15,8 @@ from ..errors import StoreUnavailable
 from .codec import STORE_ERRORS, available, dumps, is_store_error, loads, unavailable
 from .documents import JobDocument, RowError
 from .keys import PREFIX, StoreKeys
+from .listing import JobListing, seal_index
+from .metrics import count_finished, count_trigger
 from .schedules import ScheduleRecords
 
 __all__ = [
@@ -45,7 +47,7 @@ class IdempotencyClaim(TypedDict):
     Body: str
 
 
-class JobStore(ScheduleRecords):
+class JobStore(ScheduleRecords, JobListing):
     """Reads and writes job records; every method is one Redis round trip."""
 
     def __init__(
@@ -71,6 +73,7 @@ class JobStore(ScheduleRecords):
         enqueue: Callable[[Pipeline], object],
         body: bytes | None = None,
         claim: tuple[str, IdempotencyClaim] | None = None,
+        counted: tuple[str, int] | None = None,
     ) -> IdempotencyClaim | None:
         """Write a new job's record and enqueue it, in one transaction; answers None.
 
@@ -79,11 +82,14 @@ class JobStore(ScheduleRecords):
         (an ``Idempotency-Key``'s key and first answer) the claim is written in the same
         transaction, only if the key was not claimed before: then nothing is written and
         the earlier claim is answered. (A claim and its job exist together or not at all,
-        whatever instant Redis stops answering.)
+        whatever instant Redis stops answering.) ``counted`` (the webhook and the code it
+        answers) counts the trigger in the same transaction.
         """
         with self.redis.pipeline() as pipe:
             if claim is None:
                 self._write_new(pipe, document, live_ttl, enqueue, body)
+                if counted is not None:
+                    count_trigger(pipe, document["TaskId"], *counted)
                 pipe.execute()
                 return None
             key = self.claim_key(claim[0])
@@ -100,6 +106,8 @@ class JobStore(ScheduleRecords):
                         claimed: IdempotencyClaim = loads(cast(bytes, earlier))
                         return claimed
                     self._write_new(pipe, document, live_ttl, enqueue, body)
+                    if counted is not None:
+                        count_trigger(pipe, document["TaskId"], *counted)
                     pipe.set(key, dumps(claim[1]), ex=IDEMPOTENCY_TTL)
                     pipe.execute()
                     return None
@@ -194,10 +202,18 @@ class JobStore(ScheduleRecords):
             pipe.zrem(self.RUNNING, job_id)
             pipe.zrem(self.QUEUED, job_id)
             pipe.srem(self.active_key(document["TaskId"]), job_id)
+            seal_index(pipe, job_id, document["Status"], time.time())
             self._push_errors(pipe, job_id, row_errors)
             pipe.expire(self.errors_key(job_id), self.result_ttl)
             written = pipe.execute()[1 if counted else 0]
         return bool(written)
+
+    @available
+    def count_finished(self, document: JobDocument) -> None:
+        """Count a job just sealed (by the one that sealed it) in the totals."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            count_finished(pipe, document)
+            pipe.execute()
 
     @available
     def running(self) -> list[tuple[str, bool]]:

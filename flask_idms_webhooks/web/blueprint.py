@@ -8,4 +8,8 @@ blp = HardenedBlueprint(
     "idms_webhooks",
     __name__,
     description="Start iDMS tasks by webhook and follow their jobs to the end.",
+    # The job page's template, its CSS and script (served by the app: no external assets).
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/static",
 )

@@ -43,6 +43,11 @@ SECURITY_SCHEMES = {
         "description": "The task key (webhooks, poll, cancel) or the admin token (admin routes).",
     },
     "IdmsWebhookKey": {"type": "apiKey", "in": "header", "name": "X-Webhook-Key"},
+    "IdmsBasic": {
+        "type": "http",
+        "scheme": "basic",
+        "description": "Any user name, the admin token as the password (admin GET routes).",
+    },
     "IdmsKeyQuery": {"type": "apiKey", "in": "query", "name": "key"},
     "IdmsJobToken": {
         "type": "apiKey",

@@ -7,6 +7,8 @@ from typing import Any
 from flask_smorest.error_handler import ErrorSchema
 from marshmallow import Schema, fields, validate
 
+from ..jobs.listing import STATUSES
+
 #: The longest ``Idempotency-Key`` header accepted.
 MAX_IDEMPOTENCY_KEY = 255
 
@@ -194,6 +196,21 @@ class JobListSchema(Schema):
     Jobs = fields.List(fields.Nested(JobSchema))
 
 
+class AllJobsArgsSchema(JobListArgsSchema):
+    status = fields.String(
+        validate=validate.OneOf(STATUSES),
+        metadata={"description": "Only jobs of this status: " + ", ".join(STATUSES) + "."},
+    )
+    task = fields.String(metadata={"description": "Only jobs of this task (its id)."})
+
+
+class AllJobsSchema(Schema):
+    Page = fields.Integer()
+    PageSize = fields.Integer()
+    Total = fields.Integer()
+    Jobs = fields.List(fields.Nested(JobSchema))
+
+
 class StoreUnavailableSchema(ErrorSchema):  # type: ignore[misc]
     """A 503: what is known of the request's effect while Redis could not answer."""
 
@@ -202,3 +219,19 @@ class StoreUnavailableSchema(ErrorSchema):  # type: ignore[misc]
     )
     ExecuteId = fields.String(metadata={"description": "The job it tried to create."})
     PollingUrl = fields.String(metadata={"description": "Where that job will be, if it is."})
+
+
+class HealthSchema(Schema):
+    Status = fields.String(metadata={"description": "ok"})
+
+
+class ReadySchema(Schema):
+    Ready = fields.Boolean()
+    Redis = fields.String(metadata={"description": "ok, or unreachable (the error's kind)."})
+    WorkersAlive = fields.Integer(
+        metadata={"description": "Worker processes that beat in the last 15 seconds."}
+    )
+    Missing = fields.List(
+        fields.String(validate=validate.OneOf(["redis", "worker"])),
+        metadata={"description": "What keeps the service from being ready (empty when ready)."},
+    )

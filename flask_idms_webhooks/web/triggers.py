@@ -8,7 +8,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Response, current_app, request
+from flask import Response, current_app, g, request
 from marshmallow import ValidationError
 from webargs import core
 
@@ -90,9 +90,10 @@ def start_job(state: WebhooksState, task: Task, body: dict[str, Any], route: str
             "Body": answer.decode(),
         }
         claim = (claim_key, first)
-    claimed = state.jobs.submit(task, document, claim=claim, body=record)
+    claimed = state.jobs.submit(task, document, claim=claim, body=record, counted=(route, status))
     if claimed is not None:
         return replay(claimed, scope[1] if scope else "")
+    g.idms_trigger_counted = True  # in the job's transaction (see ``web.metrics``)
     if route == "polling":
         return PollAnswer(answer, document)
     return json_answer(answer, status)

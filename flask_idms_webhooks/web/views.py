@@ -8,6 +8,7 @@ schemas and error shapes, and answer the job store's bytes as they are.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import Response, current_app, request
@@ -15,8 +16,12 @@ from flask import Response, current_app, request
 from ..errors import StoreUnavailable
 from ..jobs.scheduler import ScheduleView
 from ..jobs.store import loads
+from ..logs import LOGGER
 from ..model.tasks import Task
 from ..state import state_of
+
+# Routes of their own modules, on the same Blueprint (registered by being imported).
+from . import dashboard, health, listing, metrics, tracing  # noqa: F401
 from .answers import (
     TaskDocument,
     ValidateAnswer,
@@ -51,6 +56,7 @@ from .docs import (
     documented_errors,
     webhook_docs,
 )
+from .jobpage import job_page, wants_page
 from .schemas import (
     ExecuteSchema,
     JobListArgsSchema,
@@ -66,10 +72,12 @@ from .triggers import resolve_parameters, trigger
 
 __all__ = ["blp"]
 
+logger = logging.getLogger(LOGGER)
+
 
 @blp.errorhandler(StoreUnavailable)
 def store_unavailable(error: StoreUnavailable) -> Response:
-    current_app.logger.warning("idms-webhooks: Redis unavailable: %s", error)
+    logger.warning("Redis unavailable: %s", error)
     return store_unavailable_answer(error)
 
 
@@ -207,8 +215,14 @@ def validate(body: dict[str, Any], task_id: str) -> ValidateAnswer:
     documented_errors(401, 404),
 )
 def poll_job(job_id: str) -> Response:
-    """Poll a job: 202 while queued or running, then 200 with the final document."""
-    return job_answer(*read_job(state_of(current_app), job_id))
+    """Poll a job: 202 while queued or running, then 200 with the final document. (A
+    browser gets the job page.)"""
+    body, finished, document = read_job(state_of(current_app), job_id)
+    if wants_page():
+        return job_page(document, finished)
+    answer = job_answer(body, finished, document)
+    answer.headers["Vary"] = "Accept"
+    return answer
 
 
 @blp.route("/jobs/<job_id>", methods=["DELETE"])
