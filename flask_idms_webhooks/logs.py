@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import IO, Any
 
-from flask import g, has_request_context, request
+from flask import has_request_context, request
 from pythonjsonlogger.json import JsonFormatter
 
 #: The logger of the whole extension (and the parent of the engine's).
@@ -23,6 +23,13 @@ REDACTED = "[redacted]"
 
 #: The job a worker's thread is running: every line logged meanwhile names it.
 _job: ContextVar[dict[str, str] | None] = ContextVar("idms_job", default=None)
+#: Where a request's id comes from: the web side's (``use_request_ids``), else none.
+_request_ids: list[Callable[[], str | None]] = [lambda: None]
+
+
+def use_request_ids(source: Callable[[], str | None]) -> None:
+    """The request ids of the web side (``web.tracing``), for the lines of a request."""
+    _request_ids[0] = source
 
 
 def _spelled(char: str) -> str:
@@ -82,7 +89,7 @@ class Context(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         known: dict[str, Any] = dict(_job.get() or {})
         if has_request_context():
-            known.setdefault("request_id", g.get("idms_request_id"))
+            known.setdefault("request_id", _request_ids[0]())
             for name in ("task_id", "job_id"):
                 if request.view_args and name in request.view_args:
                     known.setdefault(name, request.view_args[name])

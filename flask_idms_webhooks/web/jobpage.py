@@ -29,6 +29,9 @@ HEADERS = {
 
 def wants_page() -> bool:
     """Whether the request prefers HTML to JSON (a browser; not curl's ``*/*``)."""
+    header = request.environ.get("HTTP_ACCEPT", "")
+    if "html" not in header and "text/*" not in header:
+        return False  # (the poll's hot path: no parse of what cannot prefer HTML)
     accept = request.accept_mimetypes
     return accept["text/html"] > accept["application/json"]
 

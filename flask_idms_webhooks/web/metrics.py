@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from flask import Response, current_app, g, request
+from flask import Response, current_app
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -38,19 +38,12 @@ REFUSED = Counter(
     ["task", "route", "code"],
     registry=None,
 )
-WEBHOOKS = {"idms_webhooks.execute": "standard", "idms_webhooks.polling_webhook": "polling"}
 UNKNOWN = "unknown"
 
 
-@blp.after_request
-def count_refused_trigger(response: Response) -> Response:
-    """A webhook request whose job was not created (its accepted ones count in Redis)."""
-    route = WEBHOOKS.get(request.endpoint or "")
-    if route is not None and not g.get("idms_trigger_counted"):
-        tasks = state_of(current_app).tasks
-        task_id = (request.view_args or {}).get("task_id")
-        REFUSED.labels(task_id if task_id in tasks else UNKNOWN, route, response.status_code).inc()
-    return response
+def count_refused(state: WebhooksState, task_id: str, route: str, code: int) -> None:
+    """A webhook answer that created no job (its accepted ones count in Redis)."""
+    REFUSED.labels(task_id if task_id in state.tasks else UNKNOWN, route, code).inc()
 
 
 @blp.route("/metrics")

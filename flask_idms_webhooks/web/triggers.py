@@ -11,8 +11,9 @@ from typing import Any
 from flask import Response, current_app, g, request
 from marshmallow import ValidationError
 from webargs import core
+from werkzeug.exceptions import HTTPException
 
-from ..errors import ParameterError
+from ..errors import ParameterError, StoreUnavailable
 from ..jobs.store import IdempotencyClaim, dumps
 from ..model.parameters import ResolvedParameter
 from ..model.tasks import Task
@@ -20,6 +21,7 @@ from ..state import WebhooksState, state_of
 from .answers import PollAnswer, execute_answer, json_answer, poll_headers, refuse, request_root
 from .auth import known_task, require_task_key
 from .bodies import parse_json_body
+from .metrics import count_refused
 from .schemas import MAX_IDEMPOTENCY_KEY, TriggerBodySchema
 
 TRIGGER_BODY_SCHEMA = TriggerBodySchema()
@@ -100,8 +102,19 @@ def start_job(state: WebhooksState, task: Task, body: dict[str, Any], route: str
 
 
 def trigger(task_id: str, route: str) -> Response:
-    """A webhook: the task, its key, its body, then the job."""
+    """A webhook: the task, its key, its body, then the job. An answer that created no
+    job (a refusal, Redis away, a replay) is counted here; a job's, with the job."""
     state = state_of(current_app)
-    task = known_task(state, task_id)
-    require_task_key(state, task)
-    return start_job(state, task, trigger_body(state), route)
+    try:
+        task = known_task(state, task_id)
+        require_task_key(state, task)
+        answer = start_job(state, task, trigger_body(state), route)
+    except HTTPException as refused:
+        count_refused(state, task_id, route, refused.code or 500)
+        raise
+    except StoreUnavailable:
+        count_refused(state, task_id, route, 503)
+        raise
+    if not g.get("idms_trigger_counted"):
+        count_refused(state, task_id, route, answer.status_code)
+    return answer
