@@ -74,7 +74,26 @@ def start_double(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("the bundled iMIS double did not start")
 
 
+def port_taken(port: str) -> str | None:
+    """Why 127.0.0.1:``port`` cannot be served (taken, or not a port), else None: checked
+    before anything starts, so a busy port never prints a banner for another server."""
+    try:
+        number = int(port)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(("127.0.0.1", number))
+    except (ValueError, OverflowError):
+        return f"PORT={port!r} is not a port number"
+    except OSError as error:
+        return f"127.0.0.1:{port} is taken ({error.strerror}): stop what serves there, or set PORT"
+    return None
+
+
 def main() -> int:
+    problem = port_taken(os.environ.get("PORT", "8000"))
+    if problem is not None:
+        print(f"make run: {problem}", file=sys.stderr)
+        return 1
     INSTANCE.mkdir(exist_ok=True)
     env = dict(os.environ)
     env.setdefault("IDMS_WEBHOOKS_SECRET_KEY", secret_key())
@@ -131,7 +150,7 @@ def main() -> int:
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
     server = start(
-        [python, "-m", "gunicorn", "-c", str(ROOT / "example_app" / "gunicorn.conf.py"),
+        [python, "-m", "gunicorn", "-c", "python:flask_idms_webhooks.gunicorn_conf",
          "--bind", f"127.0.0.1:{port}", "example_app:create_app()"],
         {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
     )  # fmt: skip

@@ -1,7 +1,7 @@
 """A gunicorn logger whose access log never shows keys, tokens or signatures.
 
 Use it with ``logger_class = "flask_idms_webhooks.accesslog.RedactingLogger"`` (the
-shipped ``example_app/gunicorn.conf.py`` does).
+shipped ``flask_idms_webhooks.gunicorn_conf`` does).
 """
 
 from __future__ import annotations

@@ -152,7 +152,8 @@ def abandon_job(
     return answer
 
 
-SHIPPED_CONFIG = ROOT / "example_app" / "gunicorn.conf.py"
+#: The gunicorn config the package ships.
+SHIPPED_CONFIG = "python:flask_idms_webhooks.gunicorn_conf"
 
 
 def get(port: int, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
@@ -181,7 +182,7 @@ def gunicorn(
     )
     with log.open("wb") as output:
         server = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", str(SHIPPED_CONFIG),
+            [sys.executable, "-m", "gunicorn", "-c", SHIPPED_CONFIG,
              "--bind", f"127.0.0.1:{port}", "tests.sample_app:create_app()"],
             cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip

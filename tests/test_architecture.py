@@ -16,8 +16,8 @@ from tests.helpers import ROOT
 
 PACKAGE = Path(flask_idms_webhooks.__file__).parent
 #: Top-level modules deliberately outside the layers: they import nothing of the package
-#: (the gunicorn logger, the private Redis launcher, the iMIS double).
-OUTSIDE_THE_LAYERS = {"accesslog", "redis_server", "testing"}
+#: (the private Redis launcher, the iMIS double).
+OUTSIDE_THE_LAYERS = {"redis_server", "testing"}
 
 
 def contracts() -> list[dict[str, object]]:

@@ -1,7 +1,10 @@
-# gunicorn settings shipped with flask-idms-webhooks: threaded workers, so a few slow
-# clients do not hold every worker, and an access log that never shows task keys, job
-# tokens or signatures (see flask_idms_webhooks.accesslog). On the open internet, put a
-# buffering proxy (nginx) in front: see docs/deployment.rst.
+"""gunicorn settings shipped with flask-idms-webhooks (``gunicorn -c
+python:flask_idms_webhooks.gunicorn_conf "myapp:create_app()"``): threaded workers, so a
+few slow clients do not hold every worker, and an access log that never shows task keys,
+job tokens or signatures (see ``flask_idms_webhooks.accesslog``). On the open internet,
+put a buffering proxy (nginx) in front: see docs/deployment.rst. ``GUNICORN_BIND`` (or
+``PORT``), ``GUNICORN_WORKERS`` and ``GUNICORN_THREADS`` set the obvious."""
+
 import os
 
 bind = os.environ.get("GUNICORN_BIND", f"127.0.0.1:{os.environ.get('PORT', '8000')}")
