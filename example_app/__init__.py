@@ -30,8 +30,14 @@ BUNDLED_DOUBLE = {
 }
 
 
+def instance_path() -> Path:
+    """The example's instance folder (its database, Redis, secret): ``instance/`` beside
+    the package, or ``EXAMPLE_INSTANCE_PATH`` (so a test's server keeps out of yours)."""
+    return Path(os.environ.get("EXAMPLE_INSTANCE_PATH") or HERE.parent / "instance")
+
+
 def create_app(**config: Any) -> Flask:
-    app = Flask(__name__, instance_path=str(HERE.parent / "instance"))
+    app = Flask(__name__, instance_path=str(instance_path()))
     app.config["IDMS_WEBHOOKS_TASKS_FILE"] = str(TASKS_FILE)
     app.config["EXAMPLE_DATABASE"] = os.path.join(app.instance_path, "members.db")
     for name, value in os.environ.items():

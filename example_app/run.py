@@ -1,10 +1,15 @@
 """``make run``: a private Redis (when IDMS_WEBHOOKS_REDIS_URL is unset), one RQ worker and
-gunicorn serving the example app; everything stops on Ctrl-C or SIGTERM."""
+gunicorn serving the example app; everything stops on Ctrl-C or SIGTERM.
+
+What its processes use (the Redis URL, the secret, the admin token, the public URL, the
+iMIS) is written to ``instance/idms.env`` while it runs, so that ``flask idms-webhooks ...``
+in another terminal talks to the same Redis and prints the same URLs."""
 
 from __future__ import annotations
 
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -16,13 +21,21 @@ from pathlib import Path
 from types import FrameType
 
 from flask_idms_webhooks.redis_server import PrivateRedis, free_port
-from flask_idms_webhooks.state import state_of
 
-from . import BUNDLED_DOUBLE, create_app
+from . import BUNDLED_DOUBLE, create_app, instance_path
+from .banner import banner
 from .database import ensure_database
 
 ROOT = Path(__file__).resolve().parent.parent
-INSTANCE = ROOT / "instance"
+INSTANCE = instance_path()
+#: Read by ``flask idms-webhooks ...`` (the environment wins); removed when make run stops.
+ENV_FILE = INSTANCE / "idms.env"
+#: What the processes use, written to ENV_FILE: the extension's settings (its Redis, queue,
+#: secret, admin token, public URL...), the iMIS the task file names, the example's own.
+SHARED = ("IDMS_WEBHOOKS_", "IMIS_", "EXAMPLE_")
+#: The bundled iMIS double's delay per call (s): a distant iMIS, so that a sync of its
+#: 270 active contacts lasts long enough to be watched (EXAMPLE_IMIS_LATENCY to change).
+DOUBLE_LATENCY = "0.06"
 
 
 def secret_key() -> str:
@@ -59,8 +72,9 @@ def stop(process: subprocess.Popen[bytes], name: str, grace: float) -> None:
 def start_double(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
     """The bundled iMIS double with its demo data, on a free loopback port."""
     port = free_port()
+    latency = env.get("EXAMPLE_IMIS_LATENCY", DOUBLE_LATENCY)
     process = start([sys.executable, "-m", "flask_idms_webhooks.testing", "--demo",
-                     "--port", str(port)], env)  # fmt: skip
+                     "--port", str(port), "--latency", latency], env)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     for _ in range(100):
         try:
@@ -89,6 +103,22 @@ def port_taken(port: str) -> str | None:
     return None
 
 
+def write_env_file(env: dict[str, str]) -> None:
+    """What the processes use, for the command line (owner-only: it holds secrets)."""
+    lines = [
+        "# Written by `make run` while it runs: what its processes use. The `flask",
+        "# idms-webhooks` commands read it for what the environment leaves unset.",
+    ]
+    lines += [
+        f"{name}={shlex.quote(value)}"
+        for name, value in sorted(env.items())
+        if name.startswith(SHARED) and name != "IDMS_WEBHOOKS_ENV_FILE" and value
+    ]
+    ENV_FILE.unlink(missing_ok=True)
+    ENV_FILE.touch(mode=0o600)
+    ENV_FILE.write_text("\n".join(lines) + "\n")
+
+
 def main() -> int:
     problem = port_taken(os.environ.get("PORT", "8000"))
     if problem is not None:
@@ -114,31 +144,8 @@ def main() -> int:
     ensure_database(INSTANCE / "members.db")
 
     app = create_app()
-    state = state_of(app)
-    base = state.urls.base(f"http://127.0.0.1:{port}")  # already a URI
-    prefix = base + state.settings.url_prefix
-    print(f"\nRedis:        {'private, ' if redis_server else ''}{state.settings.redis_url}")
-    print(f"Docs:         {prefix}/docs   (OpenAPI: {prefix}/openapi.json)")
-    print(f"Admin token:  {env['IDMS_WEBHOOKS_ADMIN_TOKEN']}")
-    if double is not None:
-        print(
-            f"iMIS:         the bundled iMIS double at {env['IMIS_BASE_URL']} (demo data), "
-            "because IMIS_BASE_URL is unset"
-        )
-    else:
-        print(f"iMIS:         {env['IMIS_BASE_URL']}")
-    schedules = state.scheduler.views()
-    for task in state.tasks.values():
-        webhooks = state.urls.webhooks(base, task)
-        print(f"Task {task.id}:")
-        print(f"  standard webhook: {webhooks['Standard']}")
-        print(f"  polling webhook:  {webhooks['Polling']}")
-        if task.id in schedules:
-            view = schedules[task.id]
-            print(f"  schedule:         {', '.join(view['Cron'])} (UTC), "
-                  f"{'enabled' if view['Enabled'] else 'disabled'}; "
-                  f"Next run: {view['NextRunOn'] or '-'}")  # fmt: skip
-    print(flush=True)
+    write_env_file(env)
+    print(banner(app, ROOT, ENV_FILE, bundled_double=double is not None), flush=True)
 
     python = sys.executable
     worker = start(
@@ -175,6 +182,7 @@ def main() -> int:
             stop(double, "iMIS double", 5)
         if redis_server is not None:
             redis_server.stop()
+        ENV_FILE.unlink(missing_ok=True)
     return 0
 
 

@@ -6,7 +6,6 @@ registers the routes and the CLI. Nothing imports it but the package root.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar, cast
@@ -28,10 +27,8 @@ from .model.tasks import DEFAULT_RETRY_DELAYS, TASK_ID, Chain, FilterRow, Task, 
 from .security import AdminCheck, Credentials
 from .state import WebhooksState
 from .taskfile import load_task_file
-from .web.docs import assets_blueprint, register_security_schemes, standalone_api
+from .web.docs import assets_blueprint, register_documented, standalone_api
 from .web.views import blp
-
-logger = logging.getLogger("flask_idms_webhooks")
 
 #: A task's function, as its author typed it (its context may be typed ``JobContext``).
 H = TypeVar("H", bound=Callable[..., object])
@@ -209,14 +206,9 @@ class IdmsWebhooks:
         )
         app.extensions[EXTENSION_KEY] = state
         warn_if_evicting(state.redis, "idms-webhooks (web)")
-        if not state.credentials.admin_configured:
-            logger.warning(
-                "IDMS_WEBHOOKS_ADMIN_TOKEN is not set: the admin routes answer 401 to everyone."
-            )
         if api is None:
             api = standalone_api(app, settings)
-        register_security_schemes(api)
-        api.register_blueprint(blp, url_prefix=settings.url_prefix or None)
+        register_documented(api, blp, state, settings.url_prefix)
         app.register_blueprint(assets_blueprint(), url_prefix=settings.url_prefix or None)
         if "idms-webhooks" not in app.cli.commands:
             app.cli.add_command(cli)

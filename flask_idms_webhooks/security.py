@@ -52,6 +52,11 @@ class Credentials:
     def admin_configured(self) -> bool:
         return bool(self._admin_token or self._admin_check)
 
+    @property
+    def host_admin_check(self) -> bool:
+        """Whether the host app's own check decides who is an admin (not the token)."""
+        return self._admin_check is not None
+
     def task_key(self, task: Task) -> str:
         """The task's webhook key: the one from the task file, else derived (and kept:
         a task's key is checked on every trigger)."""
@@ -74,6 +79,10 @@ class Credentials:
     def check_job_token(self, job_id: str, given: str | None) -> bool:
         return same(given, self.job_token(job_id))
 
+    def is_admin_token(self, given: str | None) -> bool:
+        """Whether ``given`` is the admin token (False when none is configured)."""
+        return self._admin_token is not None and same(given, self._admin_token)
+
     def check_admin(self, request: Request) -> bool:
         """The host's check, else the admin token: as a Bearer token, or, on a GET (a
         browser on the dashboard), as the password of HTTP Basic with any user name."""
@@ -81,7 +90,7 @@ class Credentials:
             return bool(self._admin_check(request))
         if self._admin_token is None:
             return False
-        if same(bearer_token(request), self._admin_token):
+        if self.is_admin_token(bearer_token(request)):
             return True
         basic = request.authorization
         return (

@@ -23,6 +23,10 @@ from flask_idms_webhooks.worker import make_worker
 from tests.helpers import WorkerProcess
 from tests.sample_app import create_app
 
+# The `flask idms-webhooks` commands read instance/idms.env, which a running `make run`
+# writes: the suite's commands must not pick up that server's settings.
+os.environ["IDMS_WEBHOOKS_ENV_FILE"] = os.devnull
+
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, bool]]:
@@ -138,7 +142,8 @@ def start_worker(
 def live_server(app) -> Iterator[tuple[str, int]]:
     """The app behind Werkzeug's threaded HTTP server on a free port."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # Shut down within 50 ms (the default poll of 0.5 s was half of some tests' time).
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield "127.0.0.1", server.server_port

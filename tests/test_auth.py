@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import logging
 import re
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
@@ -14,6 +15,7 @@ import pytest
 from flask_idms_webhooks import security
 from flask_idms_webhooks.jobs import documents
 from flask_idms_webhooks.state import state_of
+from flask_idms_webhooks.web import auth
 from tests.helpers import ADMIN, poll_path
 
 WEBHOOKS = ["execute", "jobs", "validate"]
@@ -171,7 +173,30 @@ def test_admin_routes_want_the_admin_token(client, key, path):
 def test_admin_routes_are_closed_without_a_configured_token(make_app, path, unset):
     client = make_app(IDMS_WEBHOOKS_ADMIN_TOKEN=unset).test_client()
     for headers in ({}, ADMIN, {"Authorization": "Bearer None"}, {"Authorization": "Bearer "}):
-        assert_unauthorized(client.get(path, headers=headers))
+        answer = client.get(path, headers=headers)
+        assert_unauthorized(answer)
+        assert answer.get_json()["message"] == (
+            "IDMS_WEBHOOKS_ADMIN_TOKEN is not set on this server: the admin routes are closed."
+        )
+
+
+def test_a_missing_admin_token_is_logged_once_when_an_admin_route_is_refused(make_app, caplog):
+    """Not at every app creation (every CLI command would print it): once per process,
+    when it matters."""
+    auth.warn_admin_routes_closed.cache_clear()
+    with caplog.at_level(logging.WARNING, logger="flask_idms_webhooks"):
+        app = make_app(IDMS_WEBHOOKS_ADMIN_TOKEN=None)
+        make_app(IDMS_WEBHOOKS_ADMIN_TOKEN=None)
+        assert not [r for r in caplog.records if "ADMIN_TOKEN" in r.getMessage()]
+        client = app.test_client()
+        for path in ("/idms/tasks", "/idms/tasks/count", "/idms/jobs", "/idms/metrics"):
+            assert_unauthorized(client.get(path, headers=ADMIN))
+        assert client.get("/idms/dashboard", auth=("admin", "admin-token")).status_code == 401
+    warned = [r.getMessage() for r in caplog.records if "ADMIN_TOKEN" in r.getMessage()]
+    assert warned == [
+        "IDMS_WEBHOOKS_ADMIN_TOKEN is not set on this server: the admin routes are closed. "
+        "They answer 401 to everyone."
+    ]
 
 
 def test_without_an_admin_token_a_job_is_cancelled_only_with_its_task_key(make_app):

@@ -30,10 +30,12 @@ def test_trigger_starts_a_job_and_prints_its_polling_url(app, client, run_burst,
 def test_trigger_refuses_bad_parameters_and_unknown_tasks(app, state):
     runner = app.test_cli_runner()
     bad = runner.invoke(args=["idms-webhooks", "trigger", "count", "-p", "Count=many"])
-    assert bad.exit_code == 2
+    assert bad.exit_code == 4  # could not start
     assert "Count" in bad.output
     unknown = runner.invoke(args=["idms-webhooks", "trigger", "nope"])
-    assert unknown.exit_code == 2 and "nope" in unknown.output
+    assert unknown.exit_code == 4 and "no task 'nope'" in unknown.output
+    usage = runner.invoke(args=["idms-webhooks", "trigger", "count", "-p", "Count"])
+    assert usage.exit_code == 2 and "is not KEY=VALUE" in usage.output
     assert state.queue.count == 0
 
 
@@ -125,7 +127,8 @@ def keyed_app(redis_url: str, queue_name: str, **config: object) -> Flask:
 
 def test_the_urls_printed_are_the_ones_the_admin_routes_give(redis_url, queue_name, monkeypatch):
     """The command line builds its URLs where the routes do: a task key that needs
-    quoting is quoted, and the base is the public URL, else 127.0.0.1 on $PORT."""
+    quoting is quoted, and the base is --base-url, else the public URL, else 127.0.0.1 on
+    $PORT."""
     monkeypatch.setenv("PORT", "8123")
     app = keyed_app(redis_url, queue_name)
     listing = app.test_cli_runner().invoke(args=["idms-webhooks", "tasks"]).output
@@ -145,7 +148,9 @@ def test_the_urls_printed_are_the_ones_the_admin_routes_give(redis_url, queue_na
     triggered = app.test_cli_runner().invoke(args=["idms-webhooks", "trigger", "keyed"])
     assert triggered.output.startswith("http://127.0.0.1:8123/idms/jobs/"), triggered.output
     public = keyed_app(redis_url, queue_name, IDMS_WEBHOOKS_PUBLIC_URL="https://hooks.example/x")
-    args = ["idms-webhooks", "tasks", "--base-url", "http://elsewhere"]
-    listing = public.test_cli_runner().invoke(args=args).output
+    listing = public.test_cli_runner().invoke(args=["idms-webhooks", "tasks"]).output
     assert "  polling:  https://hooks.example/x/idms/tasks/keyed/jobs?key=" in listing
-    assert "elsewhere" not in listing
+    args = ["idms-webhooks", "tasks", "--base-url", "http://elsewhere/"]
+    listing = public.test_cli_runner().invoke(args=args).output  # said on the line: it wins
+    assert "  polling:  http://elsewhere/idms/tasks/keyed/jobs?key=" in listing
+    assert "hooks.example" not in listing

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+from tests.helpers import ADMIN
+
 #: what any route that reads a body may answer besides its success
 BODY_ERRORS = {"400", "401", "404", "413", "415", "422"}
 #: (path, method) -> status codes the contract says the route answers
@@ -138,3 +140,182 @@ def test_documented_keeps_flask_smorest_docs_without_its_run_time_wrappers():
     assert set(operation["responses"]) == {"202", "404", "default"}
     assert "Retry-After" in operation["responses"]["202"]["headers"]
     assert app.test_client().get("/probe").get_json() == {"Id": "x"}
+
+
+# -- operation ids, names, tags, examples ---------------------------------------------------
+
+HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
+#: operationIds a client generator turns into method names: fixed once published.
+OPERATION_IDS = {
+    ("/idms/tasks", "get"): "listTasks",
+    ("/idms/tasks/{task_id}", "get"): "getTask",
+    ("/idms/tasks/{task_id}/jobs", "get"): "listTaskJobs",
+    ("/idms/tasks/{task_id}/execute", "post"): "executeTask",
+    ("/idms/tasks/{task_id}/jobs", "post"): "startJob",
+    ("/idms/tasks/{task_id}/validate", "post"): "validateParameters",
+    ("/idms/tasks/{task_id}/schedule", "get"): "getTaskSchedule",
+    ("/idms/tasks/{task_id}/schedule", "put"): "setTaskSchedule",
+    ("/idms/jobs", "get"): "listJobs",
+    ("/idms/jobs/{job_id}", "get"): "pollJob",
+    ("/idms/jobs/{job_id}", "delete"): "cancelJob",
+    ("/idms/jobs/{job_id}/errors.csv", "get"): "getJobErrorsCsv",
+    ("/idms/health", "get"): "getHealth",
+    ("/idms/ready", "get"): "getReadiness",
+    ("/idms/metrics", "get"): "getMetrics",
+    ("/idms/dashboard", "get"): "getDashboard",
+}
+TASK_BODY_ROUTES = ("execute", "jobs", "validate")
+
+
+def operations(document):
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if method in HTTP_METHODS:
+                yield path, method, operation
+
+
+def test_every_operation_has_a_unique_camel_case_operation_id(client):
+    document = spec(client)
+    ids = [operation.get("operationId") for _, _, operation in operations(document)]
+    assert all(ids), [(p, m) for p, m, o in operations(document) if not o.get("operationId")]
+    assert len(ids) == len(set(ids)), sorted(ids)
+    assert all(re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", name) for name in ids), ids
+    found = {(path, method): op["operationId"] for path, method, op in operations(document)}
+    assert found.items() >= OPERATION_IDS.items()
+
+
+def test_every_operation_is_under_one_human_tag(client):
+    document = spec(client)
+    assert document["tags"] == [
+        {"name": "iDMS webhooks", "description": document["tags"][0]["description"]}
+    ]
+    assert document["tags"][0]["description"]
+    assert {tuple(op["tags"]) for _, _, op in operations(document)} == {("iDMS webhooks",)}
+
+
+def test_the_standalone_document_describes_itself(client):
+    info = spec(client)["info"]
+    assert info["title"] == "iDMS webhooks"
+    assert "X-Webhook-Key" in info["description"] and "202" in info["description"]
+
+
+def test_schema_names_are_prefixed(client):
+    names = set(spec(client)["components"]["schemas"])
+    ours = names - {"Error", "PaginationMetadata"}  # flask-smorest's own
+    assert {"IdmsTask", "IdmsJob", "IdmsError", "IdmsTriggerBody"} <= ours
+    assert all(name.startswith("Idms") for name in ours), sorted(ours)
+    assert not names & {"Task", "Job", "Task1", "Job1", "Error1"}
+
+
+def test_webhook_bodies_have_each_tasks_body_template_as_example(client):
+    document = spec(client)
+    tasks = client.get("/idms/tasks", headers=ADMIN).get_json()
+    templates = {task["TaskId"]: task["BodyTemplate"] for task in tasks}
+    for route in TASK_BODY_ROUTES:
+        body = document["paths"][f"/idms/tasks/{{task_id}}/{route}"]["post"]["requestBody"]
+        examples = body["content"]["application/json"]["examples"]
+        assert list(examples) == list(templates), route
+        assert {name: e["value"] for name, e in examples.items()} == templates
+        assert examples["count"]["summary"] == "Count rows"
+        assert "Fill in Count" in examples["count"]["description"]
+        assert "Fill in" not in examples["boom"]["description"]  # nothing Required
+
+
+def test_the_task_id_has_the_task_ids_as_examples_not_an_enum(client):
+    document = spec(client)
+    task_ids = [task["TaskId"] for task in client.get("/idms/tasks", headers=ADMIN).get_json()]
+    paths = [path for path in document["paths"] if "{task_id}" in path]
+    assert len(paths) >= 5
+    for path in paths:
+        [parameter] = [p for p in document["paths"][path]["parameters"] if p["name"] == "task_id"]
+        assert parameter["in"] == "path" and "enum" not in parameter["schema"]
+        assert [e["value"] for e in parameter["examples"].values()] == task_ids
+    assert client.post("/idms/tasks/not-a-task/jobs").status_code == 404  # still not an enum
+
+
+def test_the_202_answers_show_a_queued_job(client):
+    paths = spec(client)["paths"]
+    for path, method in (("/idms/tasks/{task_id}/jobs", "post"), ("/idms/jobs/{job_id}", "get")):
+        example = paths[path][method]["responses"]["202"]["content"]["application/json"]["example"]
+        assert example["Status"] == "queued"
+        assert example["Success"] is None and example["PercentComplete"] == 0
+        assert set(example) == JOB_FIELDS
+
+
+def host_app(redis_url, task_id):
+    """A host app with its own Api and its own Task and Job schemas (and flask-smorest's
+    Error), embedding the extension with one task."""
+    from flask import Flask
+    from flask_smorest import Api, Blueprint
+    from flask_smorest.error_handler import ErrorSchema
+    from marshmallow import Schema, fields
+
+    from flask_idms_webhooks import IdmsWebhooks
+
+    class TaskSchema(Schema):
+        Title = fields.String()
+
+    class JobSchema(Schema):
+        Employer = fields.String()
+
+    host = Flask(__name__)
+    host.config.update(
+        API_TITLE="Host",
+        API_VERSION="2",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api-docs",
+        API_SPEC_OPTIONS={"info": {"description": "The host's own API."}},
+        SECRET_KEY="host-secret",
+        IDMS_WEBHOOKS_REDIS_URL=redis_url,
+        IDMS_WEBHOOKS_ADMIN_TOKEN="admin-token",
+    )
+    api = Api(host)
+    own = Blueprint("host", __name__, description="The host's routes.")
+
+    @own.route("/chores")
+    @own.response(200, TaskSchema(many=True))
+    @own.alt_response(400, schema=ErrorSchema)
+    def chores():
+        return []
+
+    @own.route("/jobs-board")
+    @own.response(200, JobSchema(many=True))
+    def jobs_board():
+        return []
+
+    api.register_blueprint(own)
+    webhooks = IdmsWebhooks()
+    webhooks.task(task_id)(lambda parameters, context: None)
+    webhooks.init_app(host, api=api)
+    return host
+
+
+def test_a_host_with_its_own_task_job_and_error_schemas_gets_no_clash(redis_url):
+    """pytest turns warnings into errors: an apispec name clash ("Task1") fails here."""
+    document = host_app(redis_url, "hello").test_client().get("/api-docs/openapi.json").get_json()
+    schemas = document["components"]["schemas"]
+    assert {"Task", "Job", "Error", "IdmsTask", "IdmsJob", "IdmsError"} <= set(schemas)
+    assert set(schemas["Task"]["properties"]) == {"Title"}
+    assert set(schemas["Job"]["properties"]) == {"Employer"}
+    assert document["info"] == {
+        "title": "Host",
+        "version": "2",
+        "description": "The host's own API.",
+    }
+    assert {tag["name"] for tag in document["tags"]} == {"host", "iDMS webhooks"}
+    host_operations = [op for path, _, op in operations(document) if not path.startswith("/idms")]
+    assert all("operationId" not in op for op in host_operations)  # the host's, untouched
+    assert all(op["tags"] == ["host"] for op in host_operations)
+
+
+def test_two_apps_in_one_process_each_document_their_own_tasks(client, redis_url):
+    host = host_app(redis_url, "hello").test_client().get("/api-docs/openapi.json").get_json()
+    ours = spec(client)
+    path = "/idms/tasks/{task_id}/jobs"
+    host_body = host["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+    assert list(host_body["examples"]) == ["hello"]
+    assert host_body["examples"]["hello"]["value"] == {"QueryParameters": {}}
+    our_body = ours["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+    assert "hello" not in our_body["examples"] and "count" in our_body["examples"]
+    [task_id] = [p for p in host["paths"][path]["parameters"] if p["name"] == "task_id"]
+    assert list(task_id["examples"]) == ["hello"]

@@ -43,3 +43,19 @@ def test_make_run_fails_fast_on_a_port_that_is_taken(tmp_path):
     assert finished.returncode == 1
     assert f"127.0.0.1:{port} is taken" in finished.stderr
     assert "Admin token" not in finished.stdout  # no banner pointing at the other server
+
+
+def test_the_client_and_its_command_import_no_flask_rq_or_redis():
+    """A caller's machine needs only httpx (and click and rich for the command): importing
+    them loads none of the server's side, which is what makes `idms-webhooks` start fast."""
+    probe = (
+        "import sys, flask_idms_webhooks.call, flask_idms_webhooks.client; "
+        "print(sorted(m for m in ('flask', 'rq', 'redis', 'flask_smorest', 'sqlalchemy') "
+        "if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            timeout=60, check=True)  # fmt: skip
+    assert result.stdout.strip() == "[]"
+    from flask_idms_webhooks import IdmsWebhooks, JobContext  # the root still exports them
+
+    assert IdmsWebhooks.__name__ == "IdmsWebhooks" and JobContext.__name__ == "JobContext"

@@ -1,5 +1,6 @@
-"""``python -m flask_idms_webhooks.testing [--host H] [--port P] [--demo]``: serve a double
-until Ctrl-C (``--demo`` seeds the demo contacts and query, see ``demo.py``)."""
+"""``python -m flask_idms_webhooks.testing [--host H] [--port P] [--demo] [--latency S]``:
+serve a double until Ctrl-C (``--demo`` seeds the demo contacts and query, see
+``demo.py``; ``--latency`` delays every entity call, as a distant iMIS would)."""
 
 from __future__ import annotations
 
@@ -22,8 +23,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--password", default="secret")
     parser.add_argument("--separator", default=",", help="packs an IQA's Between and In values")
     parser.add_argument("--demo", action="store_true", help=f"seed CsContact and {QUERY}")
+    parser.add_argument(
+        "--latency", type=float, default=0.0, metavar="SECONDS", help="delay of each entity call"
+    )
     args = parser.parse_args(argv)
     double = ImisDouble(args.username, args.password, separator=args.separator)
+    double.latency(args.latency)
     if args.demo:
         seed_demo(double)
     print(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flask import Response, current_app, render_template, request
+from flask import Response, current_app, render_template
 from marshmallow import RAISE
 
 from ..jobs.listing import STATUSES
@@ -16,34 +16,37 @@ from ..jobs.metrics import read_totals
 from ..jobs.store import loads
 from ..state import WebhooksState, state_of
 from .answers import refuse, request_root, task_documents
-from .auth import guarded
+from .auth import ADMIN_CLOSED, admin_refusal, guarded
 from .blueprint import blp
-from .docs import documented_errors
+from .docs import documented_errors, operation
 from .jobpage import HEADERS
-from .schemas import AllJobsArgsSchema
+from .schemas import IdmsAllJobsArgsSchema
 
 #: Seconds between the page's reloads.
 REFRESH = 15
 PAGE_SIZE = 25
+LOG_IN = "Log in with any user name and the admin token as the password."
 
 
 def admin_in_a_browser(state: WebhooksState) -> None:
     """The admin check, answering a 401 a browser turns into a login prompt."""
-    if not (state.credentials.admin_configured and state.credentials.check_admin(request)):
+    refusal = admin_refusal(state)
+    if refusal is not None:
         refuse(
             401,
-            "Log in with any user name and the admin token as the password.",
+            refusal if refusal == ADMIN_CLOSED else LOG_IN,
             headers={"WWW-Authenticate": 'Basic realm="idms-webhooks", charset="UTF-8"'},
         )
 
 
 @blp.route("/dashboard")
+@operation("getDashboard")
 @guarded(admin_in_a_browser)
 @blp.doc(
     security=[{"IdmsBasic": []}, {"IdmsBearer": []}],
     responses={"200": {"description": "The dashboard (HTML).", "content": {"text/html": {}}}},
 )
-@blp.arguments(AllJobsArgsSchema, location="query", unknown=RAISE, as_kwargs=True)
+@blp.arguments(IdmsAllJobsArgsSchema, location="query", unknown=RAISE, as_kwargs=True)
 @documented_errors(401, 422)
 def dashboard(**args: Any) -> Response:
     """The dashboard: tasks, recent jobs, queue and workers (admin, HTTP Basic)."""

@@ -13,23 +13,26 @@ from flask import current_app
 from ..jobs.liveness import workers_alive
 from ..state import state_of
 from .blueprint import blp
-from .schemas import HealthSchema, ReadySchema
+from .docs import operation
+from .schemas import IdmsHealthSchema, IdmsReadySchema
 
 OPEN = blp.doc(security=[])
 
 
 @blp.route("/health")
+@operation("getHealth")
 @OPEN
-@blp.response(200, HealthSchema)
+@blp.response(200, IdmsHealthSchema)
 def health() -> dict[str, Any]:
     """Liveness: 200 while this process serves."""
     return {"Status": "ok"}
 
 
 @blp.route("/ready")
+@operation("getReadiness")
 @OPEN
-@blp.response(200, ReadySchema)
-@blp.alt_response(503, schema=ReadySchema, description="Redis or every worker is missing.")
+@blp.response(200, IdmsReadySchema)
+@blp.alt_response(503, schema=IdmsReadySchema, description="Redis or every worker is missing.")
 def ready() -> tuple[dict[str, Any], int]:
     """Readiness: 200 when Redis answers and at least one worker is alive, else 503."""
     missing: list[str] = []

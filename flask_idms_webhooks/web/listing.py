@@ -13,15 +13,16 @@ from ..state import state_of
 from .answers import refuse
 from .auth import admin_of_task, guarded
 from .blueprint import blp
-from .docs import ADMIN_ONLY, documented_errors
-from .schemas import AllJobsArgsSchema, AllJobsSchema
+from .docs import ADMIN_ONLY, documented_errors, operation
+from .schemas import IdmsAllJobsArgsSchema, IdmsAllJobsSchema
 
 
 @blp.route("/jobs", methods=["GET"])
+@operation("listJobs")
 @guarded(admin_of_task)
 @ADMIN_ONLY
-@blp.arguments(AllJobsArgsSchema, location="query", unknown=RAISE)
-@blp.response(200, AllJobsSchema)
+@blp.arguments(IdmsAllJobsArgsSchema, location="query", unknown=RAISE)
+@blp.response(200, IdmsAllJobsSchema)
 @documented_errors(401, 422)
 def list_all_jobs(args: dict[str, Any]) -> dict[str, Any]:
     """Recent jobs of all tasks (or of ``task``), newest first, by ``status``, paginated

@@ -29,7 +29,7 @@ from ..jobs.metrics import BUCKETS, Totals, read_totals
 from ..state import WebhooksState, state_of
 from .auth import require_admin
 from .blueprint import blp
-from .docs import documented_errors
+from .docs import documented_errors, operation
 
 #: The webhook requests not counted in Redis (refused, or Redis away), in this process.
 REFUSED = Counter(
@@ -47,6 +47,7 @@ def count_refused(state: WebhooksState, task_id: str, route: str, code: int) -> 
 
 
 @blp.route("/metrics")
+@operation("getMetrics")
 @blp.doc(
     security=[{"IdmsBearer": []}, {}],
     responses={"200": {"description": "Prometheus text format.", "content": {"text/plain": {}}}},

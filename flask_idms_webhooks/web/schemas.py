@@ -1,4 +1,7 @@
-"""Request and response schemas: what the OpenAPI document shows, and body validation."""
+"""Request and response schemas: what the OpenAPI document shows, and body validation.
+
+Every class is named ``Idms...Schema``: apispec names a component after its class (less
+``Schema``), and a host app's document holds its own ``Task`` or ``Error`` beside ours."""
 
 from __future__ import annotations
 
@@ -7,13 +10,14 @@ from typing import Any
 from flask_smorest.error_handler import ErrorSchema
 from marshmallow import Schema, fields, validate
 
+from ..jobs.documents import QUEUED, WEBHOOK, not_run
 from ..jobs.listing import STATUSES
 
 #: The longest ``Idempotency-Key`` header accepted.
 MAX_IDEMPOTENCY_KEY = 255
 
 
-class TriggerBodySchema(Schema):
+class IdmsTriggerBodySchema(Schema):
     """Body of both webhooks and of validate. Unknown top-level keys are refused."""
 
     QueryParameters = fields.Dict(
@@ -24,38 +28,38 @@ class TriggerBodySchema(Schema):
     )
 
 
-class ParameterValueSchema(Schema):
+class IdmsParameterValueSchema(Schema):
     Value = fields.Raw(allow_none=True)
     Source = fields.String(
         validate=validate.OneOf(["request", "schedule", "chain", "task default", "query default"])
     )
 
 
-class RowErrorSchema(Schema):
+class IdmsRowErrorSchema(Schema):
     Row = fields.Integer()
     Message = fields.String()
 
 
-class JobErrorSchema(Schema):
+class IdmsJobErrorSchema(Schema):
     Type = fields.String()
     Message = fields.String()
 
 
-class ChainEntrySchema(Schema):
+class IdmsChainEntrySchema(Schema):
     TaskId = fields.String()
     ExecuteId = fields.String(allow_none=True)
     PollingUrl = fields.String(allow_none=True)
     Error = fields.String(allow_none=True)
 
 
-class AttemptSchema(Schema):
+class IdmsAttemptSchema(Schema):
     Attempt = fields.Integer()
     StartedOn = fields.String(allow_none=True)
     EndedOn = fields.String()
-    Error = fields.Nested(JobErrorSchema)
+    Error = fields.Nested(IdmsJobErrorSchema)
 
 
-class JobSchema(Schema):
+class IdmsJobSchema(Schema):
     """The job status document."""
 
     ExecuteId = fields.String(metadata={"description": "The job id (128 random bits, URL-safe)."})
@@ -78,19 +82,21 @@ class JobSchema(Schema):
             "also counted in UpdatedCount."
         }
     )
-    Errors = fields.List(fields.Nested(RowErrorSchema))
-    QueryParameters = fields.Dict(keys=fields.String(), values=fields.Nested(ParameterValueSchema))
+    Errors = fields.List(fields.Nested(IdmsRowErrorSchema))
+    QueryParameters = fields.Dict(
+        keys=fields.String(), values=fields.Nested(IdmsParameterValueSchema)
+    )
     CreatedOn = fields.String()
     StartedOn = fields.String(allow_none=True)
     UpdatedOn = fields.String()
     CompletedOn = fields.String(allow_none=True)
     PollingUrl = fields.String()
     RetryAfter = fields.Integer()
-    Chain = fields.List(fields.Nested(ChainEntrySchema))
-    Error = fields.Nested(JobErrorSchema, allow_none=True)
+    Chain = fields.List(fields.Nested(IdmsChainEntrySchema))
+    Error = fields.Nested(IdmsJobErrorSchema, allow_none=True)
     Attempt = fields.Integer(metadata={"description": "The current run, from 1."})
     Attempts = fields.List(
-        fields.Nested(AttemptSchema), metadata={"description": "Earlier runs, retried."}
+        fields.Nested(IdmsAttemptSchema), metadata={"description": "Earlier runs, retried."}
     )
     Trigger = fields.String(
         validate=validate.OneOf(["webhook", "schedule", "cli", "chain"]),
@@ -102,7 +108,7 @@ class JobSchema(Schema):
     )
 
 
-class ExecuteSchema(Schema):
+class IdmsExecuteSchema(Schema):
     """Answer of the standard webhook: the job was queued; nothing about its outcome."""
 
     ExecuteId = fields.String()
@@ -110,17 +116,19 @@ class ExecuteSchema(Schema):
     Status = fields.String()
 
 
-class ValidateSchema(Schema):
+class IdmsValidateSchema(Schema):
     TaskId = fields.String()
-    QueryParameters = fields.Dict(keys=fields.String(), values=fields.Nested(ParameterValueSchema))
+    QueryParameters = fields.Dict(
+        keys=fields.String(), values=fields.Nested(IdmsParameterValueSchema)
+    )
 
 
-class WebhookUrlsSchema(Schema):
+class IdmsWebhookUrlsSchema(Schema):
     Standard = fields.String()
     Polling = fields.String()
 
 
-class TaskParameterSchema(Schema):
+class IdmsTaskParameterSchema(Schema):
     Key = fields.String()
     BusinessObject = fields.String()
     Column = fields.String()
@@ -131,14 +139,14 @@ class TaskParameterSchema(Schema):
     QueryDefault = fields.Raw()
 
 
-class RecentRunSchema(Schema):
+class IdmsRecentRunSchema(Schema):
     DueOn = fields.String(metadata={"description": "The due time (UTC)."})
     ExecuteId = fields.String(metadata={"description": "The job it started."})
     Skipped = fields.String(metadata={"description": "Why no job started."})
     Missed = fields.Integer(metadata={"description": "Earlier due times folded into this run."})
 
 
-class ScheduleSchema(Schema):
+class IdmsScheduleSchema(Schema):
     """A task's schedule: when it runs on its own (all times UTC, ISO 8601 with Z)."""
 
     Cron = fields.List(fields.String(), metadata={"description": "UTC cron expressions."})
@@ -152,7 +160,7 @@ class ScheduleSchema(Schema):
     CatchUp = fields.String(validate=validate.OneOf(["latest", "none"]))
     DisabledReason = fields.String(allow_none=True)
     RecentRuns = fields.List(
-        fields.Nested(RecentRunSchema), metadata={"description": "Newest first."}
+        fields.Nested(IdmsRecentRunSchema), metadata={"description": "Newest first."}
     )
 
 
@@ -165,38 +173,38 @@ class StrictBoolean(fields.Boolean):
         return value
 
 
-class ScheduleBodySchema(Schema):
+class IdmsScheduleBodySchema(Schema):
     """Turn a task's schedule on or off."""
 
     Enabled = StrictBoolean(required=True)
 
 
-class TaskSchema(Schema):
+class IdmsTaskSchema(Schema):
     TaskId = fields.String()
     Name = fields.String()
     Description = fields.String()
-    Webhooks = fields.Nested(WebhookUrlsSchema)
-    QueryParameters = fields.List(fields.Nested(TaskParameterSchema))
+    Webhooks = fields.Nested(IdmsWebhookUrlsSchema)
+    QueryParameters = fields.List(fields.Nested(IdmsTaskParameterSchema))
     BodyTemplate = fields.Dict()
     Schedule = fields.Nested(
-        ScheduleSchema, allow_none=True, metadata={"description": "Null: webhooks only."}
+        IdmsScheduleSchema, allow_none=True, metadata={"description": "Null: webhooks only."}
     )
 
 
-class JobListArgsSchema(Schema):
+class IdmsJobListArgsSchema(Schema):
     page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100_000))
     page_size = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
 
 
-class JobListSchema(Schema):
+class IdmsJobListSchema(Schema):
     TaskId = fields.String()
     Page = fields.Integer()
     PageSize = fields.Integer()
     Total = fields.Integer()
-    Jobs = fields.List(fields.Nested(JobSchema))
+    Jobs = fields.List(fields.Nested(IdmsJobSchema))
 
 
-class AllJobsArgsSchema(JobListArgsSchema):
+class IdmsAllJobsArgsSchema(IdmsJobListArgsSchema):
     status = fields.String(
         validate=validate.OneOf(STATUSES),
         metadata={"description": "Only jobs of this status: " + ", ".join(STATUSES) + "."},
@@ -204,14 +212,18 @@ class AllJobsArgsSchema(JobListArgsSchema):
     task = fields.String(metadata={"description": "Only jobs of this task (its id)."})
 
 
-class AllJobsSchema(Schema):
+class IdmsAllJobsSchema(Schema):
     Page = fields.Integer()
     PageSize = fields.Integer()
     Total = fields.Integer()
-    Jobs = fields.List(fields.Nested(JobSchema))
+    Jobs = fields.List(fields.Nested(IdmsJobSchema))
 
 
-class StoreUnavailableSchema(ErrorSchema):  # type: ignore[misc]
+class IdmsErrorSchema(ErrorSchema):  # type: ignore[misc]
+    """flask-smorest's error shape, under a name of the extension's own."""
+
+
+class IdmsStoreUnavailableSchema(IdmsErrorSchema):
     """A 503: what is known of the request's effect while Redis could not answer."""
 
     Outcome = fields.String(
@@ -221,11 +233,11 @@ class StoreUnavailableSchema(ErrorSchema):  # type: ignore[misc]
     PollingUrl = fields.String(metadata={"description": "Where that job will be, if it is."})
 
 
-class HealthSchema(Schema):
+class IdmsHealthSchema(Schema):
     Status = fields.String(metadata={"description": "ok"})
 
 
-class ReadySchema(Schema):
+class IdmsReadySchema(Schema):
     Ready = fields.Boolean()
     Redis = fields.String(metadata={"description": "ok, or unreachable (the error's kind)."})
     WorkersAlive = fields.Integer(
@@ -235,3 +247,22 @@ class ReadySchema(Schema):
         fields.String(validate=validate.OneOf(["redis", "worker"])),
         metadata={"description": "What keeps the service from being ready (empty when ready)."},
     )
+
+
+#: A job's document as the polling webhook's 202 first shows it (built as a new job's is).
+QUEUED_JOB_EXAMPLE: dict[str, Any] = {
+    "ExecuteId": "ZgLfrZ1srWuE4lYOw1hWtg",
+    "TaskId": "sync-contacts",
+    "Status": QUEUED,
+    "StatusDescription": "Queued",
+    **not_run("2026-11-29T06:00:00Z"),
+    "QueryParameters": {"LastName": {"Value": "A", "Source": "query default"}},
+    "CreatedOn": "2026-11-29T06:00:00Z",
+    "PollingUrl": "https://host/idms/jobs/ZgLfrZ1srWuE4lYOw1hWtg?token=kX-XIqDL6CAC9CYs9Sm5t3EU",
+    "RetryAfter": 30,
+    "Chain": [],
+    "Attempt": 1,
+    "Attempts": [],
+    "Trigger": WEBHOOK,
+    "DueOn": None,
+}

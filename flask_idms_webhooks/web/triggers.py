@@ -22,13 +22,13 @@ from .answers import PollAnswer, execute_answer, json_answer, poll_headers, refu
 from .auth import known_task, require_task_key
 from .bodies import parse_json_body
 from .metrics import count_refused
-from .schemas import MAX_IDEMPOTENCY_KEY, TriggerBodySchema
+from .schemas import MAX_IDEMPOTENCY_KEY, IdmsTriggerBodySchema
 
-TRIGGER_BODY_SCHEMA = TriggerBodySchema()
+TRIGGER_BODY_SCHEMA = IdmsTriggerBodySchema()
 
 
 def trigger_body(state: WebhooksState) -> dict[str, Any]:
-    """A webhook's body, validated by ``TriggerBodySchema`` (the documented one); an
+    """A webhook's body, validated by ``IdmsTriggerBodySchema`` (the documented one); an
     empty body is ``{}``. Aborts as the other routes do: 4xx before anything changes."""
     request.max_content_length = state.settings.max_body_size
     body = parse_json_body(request)

@@ -21,7 +21,7 @@ from ..model.tasks import Task
 from ..state import state_of
 
 # Routes of their own modules, on the same Blueprint (registered by being imported).
-from . import dashboard, health, listing, metrics, tracing  # noqa: F401
+from . import connector, dashboard, health, listing, metrics, tracing  # noqa: F401
 from .answers import (
     TaskDocument,
     ValidateAnswer,
@@ -34,18 +34,7 @@ from .answers import (
     store_unavailable_answer,
     task_documents,
 )
-from .auth import (
-    admin_of_task,
-    find_job,
-    guarded,
-    is_admin,
-    key_of_task,
-    known_task,
-    presented_task_key,
-    read_job,
-    require_job_task_key,
-    unauthorized,
-)
+from .auth import admin_of_task, cancellable_job, guarded, key_of_task, known_task, read_job
 from .blueprint import blp
 from .docs import (
     ADMIN_ONLY,
@@ -54,19 +43,21 @@ from .docs import (
     TASK_KEY_ONLY,
     documented,
     documented_errors,
+    operation,
     webhook_docs,
 )
 from .jobpage import job_page, wants_page
 from .schemas import (
-    ExecuteSchema,
-    JobListArgsSchema,
-    JobListSchema,
-    JobSchema,
-    ScheduleBodySchema,
-    ScheduleSchema,
-    TaskSchema,
-    TriggerBodySchema,
-    ValidateSchema,
+    QUEUED_JOB_EXAMPLE,
+    IdmsExecuteSchema,
+    IdmsJobListArgsSchema,
+    IdmsJobListSchema,
+    IdmsJobSchema,
+    IdmsScheduleBodySchema,
+    IdmsScheduleSchema,
+    IdmsTaskSchema,
+    IdmsTriggerBodySchema,
+    IdmsValidateSchema,
 )
 from .triggers import resolve_parameters, trigger
 
@@ -93,9 +84,10 @@ def undecodable_query(error: UnicodeDecodeError) -> Response:
 
 
 @blp.route("/tasks")
+@operation("listTasks")
 @guarded(admin_of_task)
 @ADMIN_ONLY
-@blp.response(200, TaskSchema(many=True))
+@blp.response(200, IdmsTaskSchema(many=True))
 @documented_errors(401)
 def list_tasks() -> list[TaskDocument]:
     """List the tasks, with their schedules (admin)."""
@@ -104,9 +96,10 @@ def list_tasks() -> list[TaskDocument]:
 
 
 @blp.route("/tasks/<task_id>")
+@operation("getTask")
 @guarded(admin_of_task)
 @ADMIN_ONLY
-@blp.response(200, TaskSchema)
+@blp.response(200, IdmsTaskSchema)
 @documented_errors(401, 404)
 def get_task(task_id: str) -> TaskDocument:
     """A task's webhook URLs (with its key), parameters, body template and schedule (admin)."""
@@ -124,9 +117,10 @@ def scheduled_task(task_id: str) -> Task:
 
 
 @blp.route("/tasks/<task_id>/schedule", methods=["GET"])
+@operation("getTaskSchedule")
 @guarded(admin_of_task)
 @ADMIN_ONLY
-@blp.response(200, ScheduleSchema)
+@blp.response(200, IdmsScheduleSchema)
 @documented_errors(401, 404)
 def get_schedule(task_id: str) -> ScheduleView:
     """A task's schedule: cron, enabled, next and last run, failures, recent due times (admin)."""
@@ -137,10 +131,11 @@ def get_schedule(task_id: str) -> ScheduleView:
 
 
 @blp.route("/tasks/<task_id>/schedule", methods=["PUT"])
+@operation("setTaskSchedule")
 @guarded(admin_of_task)
 @ADMIN_ONLY
-@blp.arguments(ScheduleBodySchema)
-@blp.response(200, ScheduleSchema)
+@blp.arguments(IdmsScheduleBodySchema)
+@blp.response(200, IdmsScheduleSchema)
 @documented_errors(400, 401, 404, 415, 422)
 def put_schedule(body: dict[str, bool], task_id: str) -> ScheduleView:
     """Turn a task's schedule on (its failure count starts afresh) or off (admin)."""
@@ -150,17 +145,19 @@ def put_schedule(body: dict[str, bool], task_id: str) -> ScheduleView:
 
 
 @blp.route("/tasks/<task_id>/execute", methods=["POST"])
-@webhook_docs(blp.response(200, ExecuteSchema))
+@operation("executeTask")
+@webhook_docs(blp.response(200, IdmsExecuteSchema))
 def execute(task_id: str) -> Response:
     """Standard webhook: start a job, fire-and-forget (200 once it is queued)."""
     return trigger(task_id, "standard")
 
 
 @blp.route("/tasks/<task_id>/jobs", methods=["GET"])
+@operation("listTaskJobs")
 @guarded(admin_of_task)
 @ADMIN_ONLY
-@blp.arguments(JobListArgsSchema, location="query")
-@blp.response(200, JobListSchema)
+@blp.arguments(IdmsJobListArgsSchema, location="query")
+@blp.response(200, IdmsJobListSchema)
 @documented_errors(401, 404, 422)
 def list_jobs(args: dict[str, int], task_id: str) -> dict[str, Any]:
     """Recent jobs of a task, newest first, paginated (admin)."""
@@ -178,17 +175,19 @@ def list_jobs(args: dict[str, int], task_id: str) -> dict[str, Any]:
 
 
 @blp.route("/tasks/<task_id>/jobs", methods=["POST"])
-@webhook_docs(blp.response(202, JobSchema, headers=POLL_HEADERS))
+@operation("startJob")
+@webhook_docs(blp.response(202, IdmsJobSchema, headers=POLL_HEADERS, example=QUEUED_JOB_EXAMPLE))
 def polling_webhook(task_id: str) -> Response:
     """Asynchronous polling webhook: 202 with an absolute Location to poll."""
     return trigger(task_id, "polling")
 
 
 @blp.route("/tasks/<task_id>/validate", methods=["POST"])
+@operation("validateParameters")
 @guarded(key_of_task)
 @TASK_KEY_ONLY
-@blp.arguments(TriggerBodySchema, required=False)
-@blp.response(200, ValidateSchema)
+@blp.arguments(IdmsTriggerBodySchema, required=False)
+@blp.response(200, IdmsValidateSchema)
 @documented_errors(400, 401, 404, 413, 415, 422, store=False)
 def validate(body: dict[str, Any], task_id: str) -> ValidateAnswer:
     """Resolve QueryParameters as a job would receive them; nothing is started."""
@@ -202,15 +201,17 @@ def validate(body: dict[str, Any], task_id: str) -> ValidateAnswer:
 
 
 @blp.route("/jobs/<job_id>", methods=["GET"])
+@operation("pollJob")
 @documented(
     JOB_READER,
-    blp.response(200, JobSchema, description="The job has finished (whatever its outcome)."),
+    blp.response(200, IdmsJobSchema, description="The job has finished (whatever its outcome)."),
     blp.alt_response(
         202,
-        schema=JobSchema,
+        schema=IdmsJobSchema,
         description="The job is queued or running: poll Location again after Retry-After.",
         headers=POLL_HEADERS,
         success=True,
+        example=QUEUED_JOB_EXAMPLE,
     ),
     documented_errors(401, 404),
 )
@@ -226,24 +227,21 @@ def poll_job(job_id: str) -> Response:
 
 
 @blp.route("/jobs/<job_id>", methods=["DELETE"])
+@operation("cancelJob")
 @TASK_KEY_ONLY
-@blp.response(202, JobSchema, description="Cancellation requested (a queued job is cancelled).")
+@blp.response(202, IdmsJobSchema, description="Cancellation requested (a queued job is cancelled).")
 @documented_errors(401, 404, 409)
 def cancel_job(job_id: str) -> Response:
     """Cancel a queued or running job (task key or admin token)."""
     state = state_of(current_app)
-    admin = is_admin(state)
-    if not admin and presented_task_key() is None:
-        unauthorized("The task's key or an admin token is required.")
-    _, finished, document = find_job(state, job_id)
-    if not admin:
-        require_job_task_key(state, document)
+    finished, document = cancellable_job(state, job_id)
     if finished:
         refuse(409, "The job has already finished.", errors={"Job": document})
     return json_answer(state.jobs.cancel(job_id, document), 202)
 
 
 @blp.route("/jobs/<job_id>/errors.csv")
+@operation("getJobErrorsCsv")
 @JOB_READER
 @blp.response(
     200,
