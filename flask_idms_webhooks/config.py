@@ -19,7 +19,8 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "REDIS_URL": (None, "Redis URL of the job store and queue; required."),
     "URL_PREFIX": ("/idms", "Prefix of every route."),
     "PUBLIC_URL": (None, "Public base URL for Location/PollingUrl; else taken from the request."),
-    "RETRY_AFTER": (30, "Default Retry-After seconds on every 202 (a task may override)."),
+    "RETRY_AFTER": (30, "Retry-After of a queued job, and the most a running one is told."),
+    "RETRY_AFTER_MIN": (2, "The least Retry-After of a running job (its estimated time left)."),
     "RESULT_TTL": ("7d", "How long a finished job's record is kept, from the end of the job."),
     "JOB_TIMEOUT": ("6h", "Default job timeout (a task may override)."),
     "TASKS_FILE": (None, "TOML task file; unset means Python-registered tasks only."),
@@ -70,6 +71,7 @@ class Settings:
     url_prefix: str
     public_url: str | None
     retry_after: int
+    retry_after_min: int
     result_ttl: int
     job_timeout: int
     tasks_file: str | None
@@ -155,6 +157,7 @@ class Settings:
             url_prefix=path("URL_PREFIX"),
             public_url=str(public_url).rstrip("/") if public_url else None,
             retry_after=positive_int("RETRY_AFTER"),
+            retry_after_min=positive_int("RETRY_AFTER_MIN"),
             result_ttl=duration("RESULT_TTL"),
             job_timeout=duration("JOB_TIMEOUT"),
             tasks_file=get("TASKS_FILE") or None,

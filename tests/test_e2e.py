@@ -44,8 +44,16 @@ def test_polling_flow_with_forking_worker(client, key, start_worker):
     running = [a for a in seen if a.status_code == 202]
     for interim in running:
         assert interim.headers["Location"] == location
-        assert int(interim.headers["Retry-After"]) == 7
-        assert 0 <= interim.get_json()["PercentComplete"] < 100
+        document = interim.get_json()
+        retry_after = int(interim.headers["Retry-After"])
+        assert retry_after == document["RetryAfter"]
+        if document["Status"] == "queued":
+            assert retry_after == 7 and document["EstimatedCompletionOn"] is None
+        else:  # the time left, clamped between RETRY_AFTER_MIN (2) and the task's 7
+            assert 2 <= retry_after <= 7
+        if document["ProcessedCount"]:  # a rate was seen: when it ends, at that rate
+            assert document["EstimatedCompletionOn"] >= document["StartedOn"]
+        assert 0 <= document["PercentComplete"] < 100
     assert any(a.get_json()["Status"] == "in progress" for a in running)
     body = final.get_json()
     assert body["Status"] == "succeeded" and body["Success"] is True

@@ -26,7 +26,7 @@ JOB_FIELDS = {
     "RowCount", "ProcessedCount", "InsertedCount", "UpdatedCount", "SkippedCount",
     "ErrorCount", "DeletedCount", "Errors", "QueryParameters", "CreatedOn", "StartedOn",
     "UpdatedOn", "CompletedOn", "PollingUrl", "RetryAfter", "Chain", "Error", "Attempt",
-    "Attempts", "Trigger", "DueOn",
+    "Attempts", "Trigger", "DueOn", "EstimatedCompletionOn",
 }  # fmt: skip
 
 

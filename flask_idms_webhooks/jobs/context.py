@@ -12,6 +12,7 @@ from typing import Any
 from ..errors import JobCancelled, StoreUnavailable
 from ..model.tasks import Task
 from .documents import CANCELLED_BY_REQUEST, JobDocument, RowError, utc_now
+from .estimate import Estimate
 from .store import MAX_STORED_ROW_ERRORS, JobStore
 
 logger = logging.getLogger("flask_idms_webhooks")
@@ -33,8 +34,10 @@ class JobContext:
         task: Task,
         max_row_errors: int,
         fixed: Mapping[str, Any] | None = None,
+        estimate: Estimate | None = None,
     ) -> None:
         self._store = store
+        self._estimate = estimate
         self._document = document
         self.task = task
         self._job_id = document["ExecuteId"]
@@ -147,6 +150,10 @@ class JobContext:
                 + (f"; {self._note}" if self._note else "")
             )
         doc["UpdatedOn"] = utc_now()
+        if self._estimate is not None:
+            done = self._done if self._done is not None else doc["ProcessedCount"]
+            forecast = self._estimate.observe(done, doc["RowCount"])
+            doc["RetryAfter"], doc["EstimatedCompletionOn"] = forecast
         self._last_flush, self._last_percent = now, percent
         row_errors = self.take_row_errors()
         try:

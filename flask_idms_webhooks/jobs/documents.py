@@ -78,7 +78,12 @@ class JobDocument(TypedDict):
     UpdatedOn: str
     CompletedOn: str | None
     PollingUrl: str
+    #: Seconds a poller waits: the task's while queued, the estimated time left (clamped)
+    #: while running.
     RetryAfter: int
+    #: When a running job should end at the rate it shows (None: queued, finished, or no
+    #: rate yet; absent in an earlier release's record).
+    EstimatedCompletionOn: str | None
     Chain: list[ChainEntry]
     Error: JobError | None
     #: The current run, from 1; the counts are this run's. (A record an earlier release
@@ -155,6 +160,7 @@ class AttemptFields(TypedDict):
     UpdatedOn: str
     CompletedOn: str | None
     Error: JobError | None
+    EstimatedCompletionOn: str | None
 
 
 def not_run(now: str) -> AttemptFields:
@@ -174,6 +180,7 @@ def not_run(now: str) -> AttemptFields:
         "UpdatedOn": now,
         "CompletedOn": None,
         "Error": None,
+        "EstimatedCompletionOn": None,
     }
 
 
@@ -210,6 +217,7 @@ def finish(document: JobDocument, status: str, error: Cause | None = None) -> Jo
     document["Success"] = status == SUCCEEDED
     document["UpdatedOn"] = now
     document["CompletedOn"] = now
+    document["EstimatedCompletionOn"] = None
     if status == SUCCEEDED:
         document["PercentComplete"] = 100
         document["StatusDescription"] = f"Success: processed {document['ProcessedCount']} records"

@@ -53,6 +53,7 @@ from .documents import (
     outcome,
     utc_now,
 )
+from .estimate import Estimate
 from .patience import patiently
 from .retrying import Retrying
 from .store import IdempotencyClaim, JobStore, dumps, loads
@@ -148,7 +149,7 @@ class JobManager(Retrying):
             task_id=task.id,
             parameters=parameters,
             polling_url=self.urls.polling_url(base_url, job_id),
-            retry_after=task.retry_after or self.settings.retry_after,
+            retry_after=self.retry_after(task),
             trigger=trigger,
             due_on=due_on,
         )
@@ -185,6 +186,10 @@ class JobManager(Retrying):
             raise OutcomeUnknown(
                 str(error), execute_id=job_id, polling_url=document["PollingUrl"]
             ) from error
+
+    def retry_after(self, task: Task) -> int:
+        """A queued job's Retry-After, and the most a running one is told."""
+        return task.retry_after or self.settings.retry_after
 
     def live_ttl(self, task: Task) -> int:
         """How long a job's live record may last: its timeout, then the retention."""
@@ -352,6 +357,7 @@ class JobManager(Retrying):
             task,
             self.settings.max_row_errors,
             fixed=self.parameters[task.id].fixed_values(),
+            estimate=Estimate(self.settings.retry_after_min, self.retry_after(task)),
         )
         with Heartbeat(store, job_id):
             status, error, transient = self._perform(task, context)

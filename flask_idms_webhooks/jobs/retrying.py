@@ -26,6 +26,7 @@ class Retrying:
     queue: Queue
     enqueuer: Callable[..., Callable[[Any], None]]
     patiently: Callable[[Callable[[], Any]], Any]
+    retry_after: Callable[[Task], int]
 
     def retry(
         self, document: JobDocument, cause: Cause | None, *, patient: bool = False
@@ -46,6 +47,7 @@ class Retrying:
                 return False, None
             at = time.time() + task.retry_delay(attempt)
             fresh = retried(document, cause, attempts=task.retries + 1, at=at)
+            fresh["RetryAfter"] = self.retry_after(task)  # queued again: no estimate
             current = store.dispatch(job_id)
             number = current.number + 1
             new = Dispatch(rq_job_id(job_id, number), number, 1)

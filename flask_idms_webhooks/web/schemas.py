@@ -91,7 +91,20 @@ class IdmsJobSchema(Schema):
     UpdatedOn = fields.String()
     CompletedOn = fields.String(allow_none=True)
     PollingUrl = fields.String()
-    RetryAfter = fields.Integer()
+    RetryAfter = fields.Integer(
+        metadata={
+            "description": "Seconds to wait before the next poll (the Retry-After header): "
+            "the task's retry_after while queued; while running, the estimated time left, "
+            "between IDMS_WEBHOOKS_RETRY_AFTER_MIN and the task's retry_after."
+        }
+    )
+    EstimatedCompletionOn = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "When a running job should end at the rate of its last 30 "
+            "seconds (UTC); null while queued, once finished, or before a rate is seen."
+        },
+    )
     Chain = fields.List(fields.Nested(IdmsChainEntrySchema))
     Error = fields.Nested(IdmsJobErrorSchema, allow_none=True)
     Attempt = fields.Integer(metadata={"description": "The current run, from 1."})
