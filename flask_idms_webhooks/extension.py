@@ -20,10 +20,18 @@ from .errors import ConfigurationError, TaskLoadError
 from .iupdate.connections import Connections
 from .jobs.redis import warn_if_evicting, web_redis
 from .logs import log_to
-from .model.parameters import QueryParameterSet, schedule_problem
+from .model.parameters import QueryParameterSet, chain_problem, schedule_problem
 from .model.reporting import Handler
 from .model.schedules import CatchUp, Schedule, parse_utc
-from .model.tasks import DEFAULT_RETRY_DELAYS, TASK_ID, Chain, FilterRow, Task, chain_errors
+from .model.tasks import (
+    DEFAULT_RETRY_DELAYS,
+    TASK_ID,
+    Chain,
+    FilterRow,
+    Task,
+    chain_errors,
+    passed_values,
+)
 from .security import AdminCheck, Credentials
 from .state import WebhooksState
 from .taskfile import load_task_file
@@ -87,6 +95,7 @@ class IdmsWebhooks:
         key_version: int = 1,
         on_success: Iterable[str] = (),
         on_failure: Iterable[str] = (),
+        chain_parameters: Mapping[str, Any] | None = None,
         retries: int = 0,
         retry_delays: Iterable[int] = DEFAULT_RETRY_DELAYS,
         idempotent: bool = False,
@@ -101,12 +110,18 @@ class IdmsWebhooks:
         QueryParameters and a :class:`~flask_idms_webhooks.JobContext`. ``schedule`` (UTC
         cron expressions) or ``run_at`` (once) make it run on its own too, with the task
         file's meanings (docs/schedules.rst)."""
+
+        def fail(key: str, message: str) -> TaskLoadError:
+            return TaskLoadError(message, task=task_id, key=key)
+
+        passed = None
+        if chain_parameters is not None:
+            try:
+                passed = passed_values(chain_parameters)
+            except ValueError as error:
+                raise fail(".".join(("chain.parameters", *error.args[1:])), error.args[0]) from None
         planned = None
         if schedule is not None or run_at is not None:
-
-            def fail(key: str, message: str) -> TaskLoadError:
-                return TaskLoadError(message, task=task_id, key=key)
-
             if isinstance(schedule, str):
                 schedule = (schedule,)
             if not isinstance(schedule, Iterable | None):
@@ -142,7 +157,11 @@ class IdmsWebhooks:
                     retries=retries,
                     retry_delays=tuple(retry_delays),
                     idempotent=idempotent,
-                    chain=Chain(on_success=tuple(on_success), on_failure=tuple(on_failure)),
+                    chain=Chain(
+                        on_success=tuple(on_success),
+                        on_failure=tuple(on_failure),
+                        parameters=passed,
+                    ),
                     schedule=planned,
                 )
             )
@@ -186,6 +205,14 @@ class IdmsWebhooks:
         if bad_chain is not None:
             task_id, key, message = bad_chain
             raise TaskLoadError(message, source=settings.tasks_file or "", task=task_id, key=key)
+        parameter_sets = {
+            task_id: QueryParameterSet(task.filters) for task_id, task in tasks.items()
+        }
+        for task in tasks.values():
+            bad_passing = chain_problem(task, parameter_sets)
+            if bad_passing is not None:
+                source = "" if task.id in self._python_tasks else settings.tasks_file or ""
+                raise TaskLoadError(bad_passing[1], source=source, task=task.id, key=bad_passing[0])
         scheduled = [task.id for task in tasks.values() if task.schedule is not None]
         if scheduled and not settings.public_url:
             raise ConfigurationError(
@@ -198,9 +225,7 @@ class IdmsWebhooks:
             settings=settings,
             credentials=Credentials(settings.secret_key, settings.admin_token, self._admin_check),
             tasks=tasks,
-            parameters={
-                task_id: QueryParameterSet(task.filters) for task_id, task in tasks.items()
-            },
+            parameters=parameter_sets,
             redis=self._redis_connection or web_redis(settings.redis_url, settings.redis_timeout),
             connections=connections,
         )

@@ -34,10 +34,12 @@ from .model.tasks import (
     DataType,
     FilterRow,
     Operator,
+    Passed,
     Prompt,
     Source,
     Target,
     Task,
+    passed_values,
 )
 
 SCHEDULE_KEYS = (
@@ -56,7 +58,7 @@ TARGET_KEYS = {
     "connection", "entity", "action", "match", "mapping",
     "skip_if_multiple_matches", "skip_blank_match", "insert_only_when_no_match",
 }  # fmt: skip
-CHAIN_KEYS = {"on_success", "on_failure"}
+CHAIN_KEYS = {"on_success", "on_failure", "parameters"}
 FILTER_KEYS = {
     "business_object", "column", "operator", "type", "prompt", "default", "query_default", "key",
 }  # fmt: skip
@@ -162,6 +164,17 @@ class _TaskReader:
             raise self.fail("must be an array of task ids", key)
         return tuple(value)
 
+    def passed(self, chain: Mapping[str, Any]) -> dict[str, Passed] | None:
+        """``[tasks.chain] parameters``: what the chained tasks receive (None: not given)."""
+        if "parameters" not in chain:
+            return None
+        try:
+            return passed_values(chain["parameters"])
+        except ValueError as error:
+            raise self.fail(
+                error.args[0], ".".join(("chain.parameters", *error.args[1:]))
+            ) from None
+
     def read_source(
         self, connections: Mapping[str, Any]
     ) -> tuple[Source | None, tuple[FilterRow, ...]]:
@@ -238,6 +251,7 @@ class _TaskReader:
         chain = Chain(
             on_success=self.names(chain_table, "on_success", "chain.on_success"),
             on_failure=self.names(chain_table, "on_failure", "chain.on_failure"),
+            parameters=self.passed(chain_table),
         )
         handler = self.handler()
         if handler is None:

@@ -12,7 +12,7 @@ from redis.client import Pipeline
 from ..errors import ParameterError
 from ..model.parameters import CHAIN as CHAIN_SOURCE
 from ..model.parameters import QueryParameterSet, ResolvedParameter
-from ..model.tasks import Task
+from ..model.tasks import Chain, Task
 from .documents import CHAIN, SUCCEEDED, ChainEntry, JobDocument
 from .store import JobStore
 from .urls import Urls
@@ -42,6 +42,19 @@ class Jobs(Protocol):
     ) -> Callable[[Pipeline], None]: ...
 
 
+def passed_on(chain: Chain, document: JobDocument) -> dict[str, Any]:
+    """The values a job's chained tasks are offered, by their keys (each child takes the
+    keys it has): what ``chain.parameters`` names (a parent key's resolved value, or a
+    constant), else every resolved value of the parent."""
+    values = {key: value["Value"] for key, value in document["QueryParameters"].items()}
+    if chain.parameters is None:
+        return values
+    return {
+        key: values.get(source.parent) if source.parent is not None else source.value
+        for key, source in chain.parameters.items()
+    }
+
+
 class PlannedChild(TypedDict):
     """A chained job as its parent claims it: its Chain entry and, if it can start, the
     document it is created with."""
@@ -61,12 +74,12 @@ class ChainStarter:
 
         The children are planned (ids, documents), claimed for the parent in one write,
         then created: whoever seals the parent later (the worker, the reaper, a poll)
-        finds the same children and creates any a dead process had not. Children get the
-        parent's QueryParameters values for the keys they share.
+        finds the same children and creates any a dead process had not. Children get what
+        the chain's ``parameters`` say, else the parent's values for the keys they share.
         """
         children = task.chain.on_success if status == SUCCEEDED else task.chain.on_failure
         base_url = self.jobs.urls.base_of(document["PollingUrl"])
-        values = {key: value["Value"] for key, value in document["QueryParameters"].items()}
+        values = passed_on(task.chain, document)
         planned = [self._plan_child(child, values, base_url) for child in children]
         # Claimed before (a dead process's children), they are the ones, whatever the
         # outcome now; else these are, if there are any.
@@ -88,7 +101,7 @@ class ChainStarter:
 
     def _plan_child(self, child_id: str, values: Mapping[str, Any], base_url: str) -> PlannedChild:
         """One chained task's entry and new document (None if it cannot start), with the
-        parent's values for the keys it shares."""
+        values offered for the keys it has."""
         entry: ChainEntry = {
             "TaskId": child_id,
             "ExecuteId": None,

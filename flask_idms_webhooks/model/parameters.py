@@ -258,6 +258,35 @@ def schedule_problem(task: Task, *, seconds: bool = False) -> tuple[str, str] | 
     return None
 
 
+def chain_problem(
+    task: Task, parameter_sets: Mapping[str, QueryParameterSet]
+) -> tuple[str, str] | None:
+    """(key, message) of what is wrong with a task's ``[tasks.chain] parameters``, if
+    anything: a parent key the task does not have, a child key no chained task takes, a
+    constant a child would refuse. (Its chained tasks exist: ``chain_errors`` said so.)"""
+    passed = task.chain.parameters
+    if passed is None:
+        return None
+    own = parameter_sets[task.id].rows
+    children = [parameter_sets[child] for child in (*task.chain.on_success, *task.chain.on_failure)]
+    for key, source in passed.items():
+        at = f"chain.parameters.{key}"
+        takers = [child for child in children if key in child.rows]
+        if not takers:
+            keys = sorted({k for child in children for k in child.rows}) or ["none"]
+            return at, f"no chained task takes {key!r} (their keys: {', '.join(keys)})"
+        if source.parent is not None and source.parent not in own:
+            valid = ", ".join(own) or "none: this task takes no QueryParameters"
+            return at, f"this task has no key {source.parent!r} to pass on (its keys: {valid})"
+        if source.parent is None and source.value is not None and source.value != "":
+            for child in takers:
+                try:
+                    child.fields[key].deserialize(source.value)
+                except ValidationError as error:
+                    return at, "; ".join(map(str, _flat(error.messages)))
+    return None
+
+
 def _flat(messages: Any) -> list[Any]:
     if isinstance(messages, list):
         return [item for message in messages for item in _flat(message)]

@@ -96,9 +96,41 @@ class Target:
 
 
 @dataclass(frozen=True)
+class Passed:
+    """What chained tasks receive for one of their QueryParameters keys: the parent's
+    resolved value of its key ``parent``, or the constant ``value``."""
+
+    parent: str | None = None
+    value: Any = None
+
+
+@dataclass(frozen=True)
 class Chain:
     on_success: tuple[str, ...] = ()
     on_failure: tuple[str, ...] = ()
+    #: What the children receive, by their keys; None: the parent's values for the keys
+    #: they share.
+    parameters: Mapping[str, Passed] | None = None
+
+
+def passed_values(raw: Any) -> dict[str, Passed]:
+    """``[tasks.chain] parameters`` read: ``ChildKey = "ParentKey"`` or ``ChildKey = {
+    value = X }``; ``ValueError(message, key)`` names the entry at fault (no key: the
+    whole table)."""
+    if not isinstance(raw, Mapping):
+        raise ValueError('must be a table: ChildKey = "ParentKey", or ChildKey = { value = X }')
+    passed: dict[str, Passed] = {}
+    for key, source in raw.items():
+        if isinstance(source, str) and source:
+            passed[key] = Passed(parent=source)
+        elif isinstance(source, Mapping) and set(source) == {"value"}:
+            passed[key] = Passed(value=source["value"])
+        else:
+            raise ValueError(
+                f"must be the parent's key (a string) or {{ value = <constant> }}, got {source!r}",
+                key,
+            )
+    return passed
 
 
 #: Seconds before each retry of a task with ``retries`` and no ``retry_delays``.
