@@ -68,3 +68,12 @@ class OutcomeUnknown(StoreUnavailable):
     def __init__(self, message: str, *, execute_id: str, polling_url: str) -> None:
         super().__init__(message, sent=True)
         self.execute_id, self.polling_url = execute_id, polling_url
+
+
+class TaskBusy(IdmsWebhooksError):
+    """A task that runs one job at a time (``concurrency`` reject or join) has a job
+    queued or running: nothing was started. Carries that job's document."""
+
+    def __init__(self, running: dict[str, Any]) -> None:
+        super().__init__(f"a job of task {running['TaskId']!r} is already {running['Status']}")
+        self.running = running

@@ -27,6 +27,7 @@ from .model.tasks import (
     DEFAULT_RETRY_DELAYS,
     TASK_ID,
     Chain,
+    Concurrency,
     FilterRow,
     Task,
     chain_errors,
@@ -105,15 +106,19 @@ class IdmsWebhooks:
         enabled: bool = True,
         max_failures: int = 0,
         catch_up: str = "latest",
+        concurrency: str = "parallel",
     ) -> Callable[[H], H]:
         """Decorator: the function becomes a task's work, called with the resolved
         QueryParameters and a :class:`~flask_idms_webhooks.JobContext`. ``schedule`` (UTC
         cron expressions) or ``run_at`` (once) make it run on its own too, with the task
-        file's meanings (docs/schedules.rst)."""
+        file's meanings (docs/schedules.rst). ``concurrency``: ``parallel``, ``reject`` or
+        ``join`` (what a trigger does while a job of the task is queued or running)."""
 
         def fail(key: str, message: str) -> TaskLoadError:
             return TaskLoadError(message, task=task_id, key=key)
 
+        if concurrency not in set(Concurrency):
+            raise fail("concurrency", f"{concurrency!r} is not one of parallel, reject, join")
         passed = None
         if chain_parameters is not None:
             try:
@@ -163,6 +168,7 @@ class IdmsWebhooks:
                         parameters=passed,
                     ),
                     schedule=planned,
+                    concurrency=Concurrency(concurrency),
                 )
             )
             return handler

@@ -31,6 +31,7 @@ from .model.tasks import (
     TASK_ID,
     Action,
     Chain,
+    Concurrency,
     DataType,
     FilterRow,
     Operator,
@@ -46,12 +47,12 @@ SCHEDULE_KEYS = (
     "schedule", "run_at", "schedule_parameters", "enabled", "max_failures", "catch_up",
 )  # fmt: skip
 _ENV = ENV_REFERENCE
-E = TypeVar("E", Prompt, Operator, DataType, Action, CatchUp)
+E = TypeVar("E", Prompt, Operator, DataType, Action, CatchUp, Concurrency)
 
 TASK_KEYS = {
     "id", "name", "description", "key", "key_version", "timeout", "retry_after",
     "handler", "source", "target", "chain", "retries", "retry_delays", "idempotent",
-    *SCHEDULE_KEYS,
+    "concurrency", *SCHEDULE_KEYS,
 }  # fmt: skip
 SOURCE_KEYS = {"connection", "query", "page_size", "filters"}
 TARGET_KEYS = {
@@ -295,6 +296,9 @@ class _TaskReader:
             retry_delays=self.durations("retry_delays") or DEFAULT_RETRY_DELAYS,
             idempotent=self.flag(table, "idempotent", "idempotent"),
             schedule=self.schedule(),
+            concurrency=self.enum(
+                Concurrency, table.get("concurrency"), "concurrency", Concurrency.PARALLEL
+            ),
         )
         problem = task.retry_problem()
         if problem is not None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import cast
 
 import click
 
-from ..errors import IdmsWebhooksError, ParameterError
+from ..errors import IdmsWebhooksError, ParameterError, TaskBusy
 from ..iupdate.prompts import filters_toml
-from ..jobs.documents import CLI
+from ..jobs.documents import CLI, JobDocument, same_parameters
+from ..model.tasks import Concurrency
 from ..progress import (
     AS_JSON,
     NOT_STARTED,
@@ -61,8 +63,16 @@ def trigger_command(
     except ParameterError as error:
         not_started(f"invalid QueryParameters: {json.dumps(error.errors)}")
         return
+    wanted = state.jobs.prepare(task, resolved, base_url(given_base), CLI)
     try:
-        document = state.jobs.trigger(task, resolved, base_url(given_base), CLI)
+        state.jobs.submit(task, wanted)
+        document = wanted
+    except TaskBusy as busy:
+        document = cast(JobDocument, busy.running)
+        if task.concurrency is not Concurrency.JOIN or not same_parameters(document, wanted):
+            not_started(f"nothing was started: {busy} ({document['PollingUrl']})")
+            return
+        click.echo(f"joined job {document['ExecuteId']}, {document['Status']}", err=True)
     except IdmsWebhooksError as error:
         not_started(f"the job could not be started: {error}")
         return

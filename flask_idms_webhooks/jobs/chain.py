@@ -9,11 +9,11 @@ from typing import Any, Protocol, TypedDict
 
 from redis.client import Pipeline
 
-from ..errors import ParameterError
+from ..errors import ParameterError, TaskBusy
 from ..model.parameters import CHAIN as CHAIN_SOURCE
 from ..model.parameters import QueryParameterSet, ResolvedParameter
-from ..model.tasks import Chain, Task
-from .documents import CHAIN, SUCCEEDED, ChainEntry, JobDocument
+from ..model.tasks import Chain, Concurrency, Task
+from .documents import CHAIN, SUCCEEDED, ChainEntry, JobDocument, same_parameters
 from .store import JobStore
 from .urls import Urls
 
@@ -88,16 +88,38 @@ class ChainStarter:
             isinstance(item, dict) and "Entry" in item for item in claimed
         ):
             return list(document.get("Chain") or [])  # none, or claimed by an older release
-        for item in claimed:
-            if item["Document"] is not None:
-                child: JobDocument = item["Document"]
-                child_task = self.jobs.tasks[child["TaskId"]]
-                self.jobs.store.create_once(
-                    child,
-                    live_ttl=self.jobs.live_ttl(child_task),
-                    enqueue=self.jobs.enqueuer(child_task, child["ExecuteId"]),
-                )
-        return [item["Entry"] for item in claimed]
+        return [self._create(item) for item in claimed]
+
+    def _create(self, item: PlannedChild) -> ChainEntry:
+        """Create a planned child (once); its entry, unless its task runs one job at a
+        time and has one: then it joins that job, or is not started."""
+        child = item["Document"]
+        if child is None:
+            return item["Entry"]
+        child_task = self.jobs.tasks[child["TaskId"]]
+        try:
+            self.jobs.store.create_once(
+                child,
+                live_ttl=self.jobs.live_ttl(child_task),
+                enqueue=self.jobs.enqueuer(child_task, child["ExecuteId"]),
+                exclusive=child_task.one_at_a_time,
+            )
+        except TaskBusy as busy:
+            running = busy.running
+            if child_task.concurrency is Concurrency.JOIN and same_parameters(running, child):
+                return {
+                    **item["Entry"],
+                    "ExecuteId": running["ExecuteId"],
+                    "PollingUrl": running["PollingUrl"],
+                }
+            return {
+                **item["Entry"],
+                "ExecuteId": None,
+                "PollingUrl": None,
+                "Error": f"Not started: job {running['ExecuteId']} of the task is still "
+                f"{running['Status']} (concurrency = {child_task.concurrency}).",
+            }
+        return item["Entry"]
 
     def _plan_child(self, child_id: str, values: Mapping[str, Any], base_url: str) -> PlannedChild:
         """One chained task's entry and new document (None if it cannot start), with the

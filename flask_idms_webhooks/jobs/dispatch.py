@@ -12,6 +12,7 @@ from typing import Any, NamedTuple, cast
 import redis
 from redis.client import Pipeline
 
+from ..errors import TaskBusy
 from .codec import available, dumps, loads
 from .documents import CANCELLED, JOB_ID_LENGTH, JobDocument
 from .keys import StoreKeys
@@ -83,6 +84,20 @@ class DispatchRecords(StoreKeys):
             # Older entries can only point at records that have expired: keep the index
             # bounded (every so often: a trigger is a hot path).
             pipe.zremrangebyscore(history, "-inf", now - live_ttl - self.result_ttl)
+
+    def _running(self, pipe: Pipeline, task_id: str) -> bytes | None:
+        """The live document of a task's oldest queued or running job, if it has one,
+        read on a WATCHing pipeline."""
+        ids = sorted(
+            raw.decode() for raw in cast(set[bytes], pipe.smembers(self.active_key(task_id)))
+        )
+        if not ids:
+            return None
+        lives = cast(list[bytes | None], pipe.mget([self.live_key(job_id) for job_id in ids]))
+        documents = [live for live in lives if live is not None]
+        if not documents:
+            return None
+        return min(documents, key=lambda live: str(loads(live).get("CreatedOn", "")))
 
     #: Mark a job running, only if this dispatch is the job's current one, it has not
     #: started before and no cancel was asked: 1 started, 0 not, -1 cancelled first.
@@ -291,19 +306,30 @@ class DispatchRecords(StoreKeys):
 
     @available
     def create_once(
-        self, document: JobDocument, *, live_ttl: int, enqueue: Callable[[Pipeline], object]
+        self,
+        document: JobDocument,
+        *,
+        live_ttl: int,
+        enqueue: Callable[[Pipeline], object],
+        exclusive: bool = False,
     ) -> bool:
         """Create a job unless it exists (live or sealed); answers whether this call did.
-        (A chained job is created by whoever finishes its parent's chain.)"""
+        (A chained job is created by whoever finishes its parent's chain.) ``exclusive``:
+        raise ``TaskBusy`` instead if another job of its task is queued or running."""
         job_id = document["ExecuteId"]
         live, result = self.live_key(job_id), self.result_key(job_id)
+        active = self.active_key(document["TaskId"])
         with self.redis.pipeline() as pipe:
-            try:
-                pipe.watch(live, result)  # type: ignore[no-untyped-call]
-                if pipe.exists(live, result):
-                    return False
-                self._write_new(pipe, document, live_ttl, enqueue, None)
-                pipe.execute()
-            except redis.WatchError:
-                return False
-        return True
+            while True:
+                try:
+                    pipe.watch(live, result, active)  # type: ignore[no-untyped-call]
+                    if pipe.exists(live, result):
+                        return False
+                    running = self._running(pipe, document["TaskId"]) if exclusive else None
+                    if running is not None:
+                        raise TaskBusy(loads(running))
+                    self._write_new(pipe, document, live_ttl, enqueue, None)
+                    pipe.execute()
+                    return True
+                except redis.WatchError:
+                    continue  # created meanwhile, or a job of the task started or ended

@@ -143,6 +143,15 @@ def new_document(
     }
 
 
+def same_parameters(one: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
+    """Whether two jobs work with the same values (wherever each value came from)."""
+
+    def values(document: Mapping[str, Any]) -> dict[str, Any]:
+        return {key: value["Value"] for key, value in document["QueryParameters"].items()}
+
+    return values(one) == values(other)
+
+
 class AttemptFields(TypedDict):
     """The fields of a document that are an attempt's own: its outcome and counts."""
 

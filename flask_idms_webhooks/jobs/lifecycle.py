@@ -168,7 +168,8 @@ class JobManager(Retrying):
         With ``claim`` (an ``Idempotency-Key``), the claim is written with the job, unless
         the key was claimed before: then nothing is written and the earlier claim is
         answered. A timeout after the writes were sent raises ``OutcomeUnknown``: the job
-        may exist (a paused Redis runs them when it resumes).
+        may exist (a paused Redis runs them when it resumes). A task that runs one job at
+        a time raises ``TaskBusy`` while it has one queued or running.
         """
         job_id = document["ExecuteId"]
         try:
@@ -179,6 +180,7 @@ class JobManager(Retrying):
                 body=body,
                 claim=claim,
                 counted=counted,
+                exclusive=task.one_at_a_time,
             )
         except StoreUnavailable as error:
             if not error.sent:

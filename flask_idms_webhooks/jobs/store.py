@@ -11,7 +11,7 @@ from typing import TypedDict, cast
 import redis
 from redis.client import Pipeline
 
-from ..errors import StoreUnavailable
+from ..errors import StoreUnavailable, TaskBusy
 from .codec import STORE_ERRORS, available, dumps, is_store_error, loads, unavailable
 from .documents import JobDocument, RowError
 from .keys import PREFIX, StoreKeys
@@ -74,6 +74,7 @@ class JobStore(ScheduleRecords, JobListing):
         body: bytes | None = None,
         claim: tuple[str, IdempotencyClaim] | None = None,
         counted: tuple[str, int] | None = None,
+        exclusive: bool = False,
     ) -> IdempotencyClaim | None:
         """Write a new job's record and enqueue it, in one transaction; answers None.
 
@@ -83,21 +84,26 @@ class JobStore(ScheduleRecords, JobListing):
         transaction, only if the key was not claimed before: then nothing is written and
         the earlier claim is answered. (A claim and its job exist together or not at all,
         whatever instant Redis stops answering.) ``counted`` (the webhook and the code it
-        answers) counts the trigger in the same transaction.
+        answers) counts the trigger in the same transaction. ``exclusive`` (a task that
+        runs one job at a time): if a job of the task is queued or running, nothing is
+        written and ``TaskBusy`` raised with its document; checked in the transaction, so
+        of triggers arriving together exactly one starts a job.
         """
         with self.redis.pipeline() as pipe:
-            if claim is None:
+            if claim is None and not exclusive:
                 self._write_new(pipe, document, live_ttl, enqueue, body)
                 if counted is not None:
                     count_trigger(pipe, document["TaskId"], *counted)
                 pipe.execute()
                 return None
-            key = self.claim_key(claim[0])
+            claim_key = self.claim_key(claim[0]) if claim is not None else None
+            active = self.active_key(document["TaskId"])
             while True:
                 try:
                     try:
-                        pipe.watch(key)  # type: ignore[no-untyped-call]
-                        earlier = pipe.get(key)
+                        pipe.watch(*(key for key in (claim_key, active) if key))  # type: ignore[no-untyped-call]
+                        earlier = pipe.get(claim_key) if claim_key else None
+                        running = self._running(pipe, document["TaskId"]) if exclusive else None
                     except redis.RedisError as error:  # only read so far: nothing changed
                         if not is_store_error(error):
                             raise
@@ -105,14 +111,17 @@ class JobStore(ScheduleRecords, JobListing):
                     if earlier is not None:
                         claimed: IdempotencyClaim = loads(cast(bytes, earlier))
                         return claimed
+                    if running is not None:
+                        raise TaskBusy(loads(running))
                     self._write_new(pipe, document, live_ttl, enqueue, body)
                     if counted is not None:
                         count_trigger(pipe, document["TaskId"], *counted)
-                    pipe.set(key, dumps(claim[1]), ex=IDEMPOTENCY_TTL)
+                    if claim is not None and claim_key is not None:
+                        pipe.set(claim_key, dumps(claim[1]), ex=IDEMPOTENCY_TTL)
                     pipe.execute()
                     return None
                 except redis.WatchError:
-                    continue  # claimed meanwhile: read that claim
+                    continue  # claimed, or a job of the task started or ended: look again
 
     @available
     def read(self, job_id: str) -> tuple[bytes | None, bytes | None, bool]:

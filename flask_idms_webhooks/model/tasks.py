@@ -46,6 +46,14 @@ class DataType(StrEnum):
     GUID = "Guid"
 
 
+class Concurrency(StrEnum):
+    """What a trigger does while a job of its task is queued or running."""
+
+    PARALLEL = "parallel"  # start another
+    REJECT = "reject"  # start nothing: 409, with the running job's Location
+    JOIN = "join"  # follow the running job when it has the same parameters, else reject
+
+
 class Action(StrEnum):
     INSERT = "Insert"
     INSERT_WITH_MATCHING = "InsertWithMatching"
@@ -160,6 +168,11 @@ class Task:
     retry_delays: tuple[int, ...] = DEFAULT_RETRY_DELAYS  # seconds before retry 1, 2, ...
     idempotent: bool = False  # a Python task says its work is safe to repeat
     schedule: Schedule | None = None  # when it runs on its own; None: by webhook only
+    concurrency: Concurrency = Concurrency.PARALLEL
+
+    @property
+    def one_at_a_time(self) -> bool:
+        return self.concurrency is not Concurrency.PARALLEL
 
     def retry_delay(self, retry: int) -> int:
         """Seconds before the ``retry``-th retry (from 1): the last delay repeats."""

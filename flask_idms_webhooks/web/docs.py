@@ -167,6 +167,16 @@ def webhook_docs(response: Callable[[Any], Any]) -> Callable[[F], F]:
         response,
         IDEMPOTENCY_KEY_DOC,
         documented_errors(400, 401, 404, 413, 415, 422),
+        blp.alt_response(
+            409,
+            schema=IdmsErrorSchema,
+            description=(
+                "The task runs one job at a time (`concurrency` reject, or join with other "
+                "QueryParameters) and a job of it is queued or running: nothing was "
+                "started. `Location` (header, and `errors.Job.Location`) is that job's."
+            ),
+            headers=POLL_HEADERS,
+        ),
     )
 
 

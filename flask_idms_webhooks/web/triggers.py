@@ -6,14 +6,15 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from flask import Response, current_app, g, request
 from marshmallow import ValidationError
 from webargs import core
 from werkzeug.exceptions import HTTPException
 
-from ..errors import ParameterError, StoreUnavailable
+from ..errors import ParameterError, StoreUnavailable, TaskBusy
+from ..jobs.documents import JobDocument
 from ..jobs.store import IdempotencyClaim, dumps
 from ..model.parameters import ResolvedParameter
 from ..model.tasks import Task
@@ -21,6 +22,7 @@ from ..state import WebhooksState, state_of
 from .answers import PollAnswer, execute_answer, json_answer, poll_headers, refuse, request_root
 from .auth import known_task, require_task_key
 from .bodies import parse_json_body
+from .concurrency import busy_answer
 from .metrics import count_refused
 from .schemas import MAX_IDEMPOTENCY_KEY, IdmsTriggerBodySchema
 
@@ -92,7 +94,12 @@ def start_job(state: WebhooksState, task: Task, body: dict[str, Any], route: str
             "Body": answer.decode(),
         }
         claim = (claim_key, first)
-    claimed = state.jobs.submit(task, document, claim=claim, body=record, counted=(route, status))
+    try:
+        claimed = state.jobs.submit(
+            task, document, claim=claim, body=record, counted=(route, status)
+        )
+    except TaskBusy as busy:
+        return busy_answer(task, cast(JobDocument, busy.running), document, route)
     if claimed is not None:
         return replay(claimed, scope[1] if scope else "")
     g.idms_trigger_counted = True  # in the job's transaction (see ``web.metrics``)
