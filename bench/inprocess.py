@@ -119,18 +119,18 @@ def add_rungs(app: Flask) -> None:
         return small_answer(bare_enqueue(request.get_json(silent=True) or {}))
 
     def t_body(task_id: str) -> Response:
-        current, _ = checked(task_id)
-        return small_answer(bare_enqueue(trigger_body(current)))
+        current, task = checked(task_id)
+        return small_answer(bare_enqueue(trigger_body(current, task)[0]))
 
     def t_parameters(task_id: str) -> Response:
         current, task = checked(task_id)
-        body = trigger_body(current)
+        body, _ = trigger_body(current, task)
         resolve_parameters(current, task, body)
         return small_answer(bare_enqueue(body))
 
     def t_document(task_id: str) -> Response:
         current, task = checked(task_id)
-        body = trigger_body(current)
+        body, _ = trigger_body(current, task)
         parameters = resolve_parameters(current, task, body)
         document = current.jobs.prepare(task, parameters, current.urls.base(request.url_root))
         record = dumps(document)

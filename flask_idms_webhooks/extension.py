@@ -107,12 +107,16 @@ class IdmsWebhooks:
         max_failures: int = 0,
         catch_up: str = "latest",
         concurrency: str = "parallel",
+        require_signature: bool = False,
+        signing_secrets: Iterable[str] = (),
     ) -> Callable[[H], H]:
         """Decorator: the function becomes a task's work, called with the resolved
         QueryParameters and a :class:`~flask_idms_webhooks.JobContext`. ``schedule`` (UTC
         cron expressions) or ``run_at`` (once) make it run on its own too, with the task
         file's meanings (docs/schedules.rst). ``concurrency``: ``parallel``, ``reject`` or
-        ``join`` (what a trigger does while a job of the task is queued or running)."""
+        ``join`` (what a trigger does while a job of the task is queued or running).
+        ``require_signature`` with ``signing_secrets``: its webhooks accept only requests
+        signed per Standard Webhooks (docs/http-api.rst)."""
 
         def fail(key: str, message: str) -> TaskLoadError:
             return TaskLoadError(message, task=task_id, key=key)
@@ -147,30 +151,34 @@ class IdmsWebhooks:
             )
 
         def decorate(handler: H) -> H:
-            self.register_task(
-                Task(
-                    id=task_id,
-                    # It is called with a JobContext, which is a JobReporter.
-                    handler=cast(Handler, handler),
-                    name=name or task_id,
-                    description=description,
-                    filters=tuple(filters),
-                    timeout=timeout,
-                    retry_after=retry_after,
-                    key=key,
-                    key_version=key_version,
-                    retries=retries,
-                    retry_delays=tuple(retry_delays),
-                    idempotent=idempotent,
-                    chain=Chain(
-                        on_success=tuple(on_success),
-                        on_failure=tuple(on_failure),
-                        parameters=passed,
-                    ),
-                    schedule=planned,
-                    concurrency=Concurrency(concurrency),
-                )
+            task = Task(
+                id=task_id,
+                # It is called with a JobContext, which is a JobReporter.
+                handler=cast(Handler, handler),
+                name=name or task_id,
+                description=description,
+                filters=tuple(filters),
+                timeout=timeout,
+                retry_after=retry_after,
+                key=key,
+                key_version=key_version,
+                retries=retries,
+                retry_delays=tuple(retry_delays),
+                idempotent=idempotent,
+                chain=Chain(
+                    on_success=tuple(on_success),
+                    on_failure=tuple(on_failure),
+                    parameters=passed,
+                ),
+                schedule=planned,
+                concurrency=Concurrency(concurrency),
+                require_signature=require_signature,
+                signing_secrets=tuple(signing_secrets),
             )
+            bad = task.signing_problem()
+            if bad is not None:
+                raise fail(*bad)
+            self.register_task(task)
             return handler
 
         return decorate

@@ -25,7 +25,7 @@ from .iupdate.connections import (
 from .iupdate.engine import IUpdate
 from .model.parameters import QueryParameterSet, schedule_problem
 from .model.reporting import Handler
-from .model.schedules import CatchUp, Schedule, parse_utc
+from .model.schedules import SCHEDULE_KEYS, Schedule, read_schedule
 from .model.tasks import (
     DEFAULT_RETRY_DELAYS,
     TASK_ID,
@@ -43,16 +43,13 @@ from .model.tasks import (
     passed_values,
 )
 
-SCHEDULE_KEYS = (
-    "schedule", "run_at", "schedule_parameters", "enabled", "max_failures", "catch_up",
-)  # fmt: skip
 _ENV = ENV_REFERENCE
-E = TypeVar("E", Prompt, Operator, DataType, Action, CatchUp, Concurrency)
+E = TypeVar("E", Prompt, Operator, DataType, Action, Concurrency)
 
 TASK_KEYS = {
     "id", "name", "description", "key", "key_version", "timeout", "retry_after",
     "handler", "source", "target", "chain", "retries", "retry_delays", "idempotent",
-    "concurrency", *SCHEDULE_KEYS,
+    "concurrency", "require_signature", "signing_secrets", *SCHEDULE_KEYS,
 }  # fmt: skip
 SOURCE_KEYS = {"connection", "query", "page_size", "filters"}
 TARGET_KEYS = {
@@ -87,12 +84,19 @@ class _TaskReader:
     """Reads one ``[[tasks]]`` table; ``fail`` raises with file, task and key."""
 
     def __init__(
-        self, source: str, table: Mapping[str, Any], index: int, *, seconds: bool = False
+        self,
+        source: str,
+        table: Mapping[str, Any],
+        index: int,
+        *,
+        seconds: bool = False,
+        expanded: bool = False,
     ) -> None:
         self.source = source
         self.table = table
         self.task_id = str(table.get("id") or f"#{index + 1}")
         self.seconds = seconds
+        self.expanded = expanded
 
     def fail(self, message: str, key: str) -> TaskLoadError:
         return TaskLoadError(message, source=self.source, task=self.task_id, key=key)
@@ -299,51 +303,34 @@ class _TaskReader:
             concurrency=self.enum(
                 Concurrency, table.get("concurrency"), "concurrency", Concurrency.PARALLEL
             ),
+            require_signature=self.flag(table, "require_signature", "require_signature"),
+            signing_secrets=self.secrets("signing_secrets"),
         )
         problem = task.retry_problem()
         if problem is not None:
             raise self.fail(problem, "retries")
-        bad = schedule_problem(task, seconds=self.seconds)
-        if bad is not None:
-            raise self.fail(bad[1], bad[0])
+        for bad in (schedule_problem(task, seconds=self.seconds), task.signing_problem()):
+            if bad is not None:
+                raise self.fail(bad[1], bad[0])
         return task
+
+    def secrets(self, key: str) -> tuple[str, ...]:
+        """Secrets given as ``${ENV}`` references (checked before they are expanded)."""
+        raw = self.table.get(key, [])
+        if not isinstance(raw, list) or not all(isinstance(item, str) for item in raw):
+            raise self.fail('must be a list of "${ENVIRONMENT_VARIABLE}" strings', key)
+        for index, item in enumerate(raw):
+            if not self.expanded and not _ENV.search(item):
+                raise self.fail('write it as "${AN_ENVIRONMENT_VARIABLE}": secrets never sit '
+                                "in the file", f"{key}[{index}]")  # fmt: skip
+        return tuple(raw)
 
     def schedule(self) -> Schedule | None:
         """The task's schedule, if it has one (``schedule`` or ``run_at``)."""
-        table = self.table
-        given = [key for key in SCHEDULE_KEYS if key in table]
-        if "schedule" not in table and "run_at" not in table:
-            if given:
-                raise self.fail("needs a `schedule` (cron) or a `run_at` to apply to", given[0])
-            return None
-        cron = table.get("schedule", [])
-        cron = [cron] if isinstance(cron, str) else cron
-        if not isinstance(cron, list) or ("schedule" in table and not cron):
-            raise self.fail('must be a cron expression or a list of them, e.g. "0 2 * * *"',
-                            "schedule")  # fmt: skip
-        run_at = None
-        if "run_at" in table:
-            try:
-                run_at = parse_utc(table["run_at"])
-            except ValueError as error:
-                raise self.fail(f"{error} (e.g. 2026-12-24T02:00:00Z)", "run_at") from None
-        parameters = table.get("schedule_parameters", {})
-        if not isinstance(parameters, dict):
-            raise self.fail("must be a table of QueryParameters", "schedule_parameters")
-        max_failures = table.get("max_failures", 0)
-        if isinstance(max_failures, bool) or not isinstance(max_failures, int):
-            raise self.fail(f"must be a whole number from 0, got {max_failures!r}", "max_failures")
-        return Schedule(
-            cron=tuple(cron),
-            run_at=run_at,
-            parameters=parameters,
-            enabled=self.flag_or(table, "enabled", True),
-            max_failures=max_failures,
-            catch_up=self.enum(CatchUp, table.get("catch_up"), "catch_up", CatchUp.LATEST),
-        )
-
-    def flag_or(self, table: Mapping[str, Any], name: str, default: bool) -> bool:
-        return self.flag(table, name, name) if name in table else default
+        try:
+            return read_schedule(self.table)
+        except ValueError as error:
+            raise self.fail(*error.args) from None
 
     def durations(self, key: str) -> tuple[int, ...]:
         raw = self.table.get(key, [])
@@ -397,8 +384,10 @@ def load_task_file(
         raise TaskLoadError("`tasks` must be an array of tables ([[tasks]])", source=source)
     for index, raw in enumerate(raw_tasks):
         reader = _TaskReader(source, raw, index)
+        if isinstance(raw, dict) and "signing_secrets" in raw:
+            reader.secrets("signing_secrets")  # as written: references, not secrets
         expanded = _expand(raw, "", {"source": source, "task": reader.task_id})
-        reader = _TaskReader(source, expanded, index, seconds=schedule_seconds)
+        reader = _TaskReader(source, expanded, index, seconds=schedule_seconds, expanded=True)
         task = reader.task(profiles, connections)
         if task.id in seen:
             raise reader.fail("duplicate task id", "id")

@@ -158,7 +158,7 @@ class JobManager(Retrying):
         self,
         task: Task,
         document: JobDocument,
-        claim: tuple[str, IdempotencyClaim] | None = None,
+        claim: tuple[str, IdempotencyClaim, int] | None = None,
         body: bytes | None = None,
         counted: tuple[str, int] | None = None,
     ) -> IdempotencyClaim | None:

@@ -72,7 +72,7 @@ class JobStore(ScheduleRecords, JobListing):
         live_ttl: int,
         enqueue: Callable[[Pipeline], object],
         body: bytes | None = None,
-        claim: tuple[str, IdempotencyClaim] | None = None,
+        claim: tuple[str, IdempotencyClaim, int] | None = None,
         counted: tuple[str, int] | None = None,
         exclusive: bool = False,
     ) -> IdempotencyClaim | None:
@@ -80,14 +80,14 @@ class JobStore(ScheduleRecords, JobListing):
 
         ``enqueue`` issues RQ's commands on the pipeline first (RQ calls ``multi()`` itself);
         ``body`` is the document already serialised, if the caller has it. With ``claim``
-        (an ``Idempotency-Key``'s key and first answer) the claim is written in the same
-        transaction, only if the key was not claimed before: then nothing is written and
-        the earlier claim is answered. (A claim and its job exist together or not at all,
-        whatever instant Redis stops answering.) ``counted`` (the webhook and the code it
-        answers) counts the trigger in the same transaction. ``exclusive`` (a task that
-        runs one job at a time): if a job of the task is queued or running, nothing is
-        written and ``TaskBusy`` raised with its document; checked in the transaction, so
-        of triggers arriving together exactly one starts a job.
+        (an ``Idempotency-Key``'s key, first answer and seconds to keep it) the claim is
+        written in the same transaction, only if the key was not claimed before: then
+        nothing is written and the earlier claim is answered. (A claim and its job exist
+        together or not at all, whatever instant Redis stops answering.) ``counted`` (the
+        webhook and the code it answers) counts the trigger in the same transaction.
+        ``exclusive`` (a task that runs one job at a time): if a job of the task is queued
+        or running, nothing is written and ``TaskBusy`` raised with its document; checked
+        in the transaction, so of triggers arriving together exactly one starts a job.
         """
         with self.redis.pipeline() as pipe:
             if claim is None and not exclusive:
@@ -117,7 +117,7 @@ class JobStore(ScheduleRecords, JobListing):
                     if counted is not None:
                         count_trigger(pipe, document["TaskId"], *counted)
                     if claim is not None and claim_key is not None:
-                        pipe.set(claim_key, dumps(claim[1]), ex=IDEMPOTENCY_TTL)
+                        pipe.set(claim_key, dumps(claim[1]), ex=claim[2])
                     pipe.execute()
                     return None
                 except redis.WatchError:

@@ -135,3 +135,51 @@ class Schedule:
                 break
             count, moment = count + 1, due
         return count
+
+
+#: The task-file keys of a schedule.
+SCHEDULE_KEYS = (
+    "schedule", "run_at", "schedule_parameters", "enabled", "max_failures", "catch_up",
+)  # fmt: skip
+
+
+def read_schedule(table: Mapping[str, Any]) -> Schedule | None:
+    """A task table's schedule, if it has one (``schedule`` or ``run_at``); raises
+    ``ValueError(message, key)`` naming the key at fault."""
+    given = [key for key in SCHEDULE_KEYS if key in table]
+    if "schedule" not in table and "run_at" not in table:
+        if given:
+            raise ValueError("needs a `schedule` (cron) or a `run_at` to apply to", given[0])
+        return None
+    cron = table.get("schedule", [])
+    cron = [cron] if isinstance(cron, str) else cron
+    if not isinstance(cron, list) or ("schedule" in table and not cron):
+        raise ValueError('must be a cron expression or a list of them, e.g. "0 2 * * *"',
+                         "schedule")  # fmt: skip
+    run_at = None
+    if "run_at" in table:
+        try:
+            run_at = parse_utc(table["run_at"])
+        except ValueError as error:
+            raise ValueError(f"{error} (e.g. 2026-12-24T02:00:00Z)", "run_at") from None
+    parameters = table.get("schedule_parameters", {})
+    if not isinstance(parameters, dict):
+        raise ValueError("must be a table of QueryParameters", "schedule_parameters")
+    max_failures = table.get("max_failures", 0)
+    if isinstance(max_failures, bool) or not isinstance(max_failures, int):
+        raise ValueError(f"must be a whole number from 0, got {max_failures!r}", "max_failures")
+    enabled = table.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ValueError(f"must be true or false, got {enabled!r}", "enabled")
+    catch_up = table.get("catch_up", CatchUp.LATEST)
+    if catch_up not in set(CatchUp):
+        valid = ", ".join(member.value for member in CatchUp)
+        raise ValueError(f"{catch_up!r} is not one of {valid}", "catch_up")
+    return Schedule(
+        cron=tuple(cron),
+        run_at=run_at,
+        parameters=parameters,
+        enabled=enabled,
+        max_failures=max_failures,
+        catch_up=CatchUp(catch_up),
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -169,6 +171,10 @@ class Task:
     idempotent: bool = False  # a Python task says its work is safe to repeat
     schedule: Schedule | None = None  # when it runs on its own; None: by webhook only
     concurrency: Concurrency = Concurrency.PARALLEL
+    #: Its webhooks accept only requests signed per Standard Webhooks with one of these
+    #: ``whsec_`` secrets (several: a rotation), on top of the task key.
+    require_signature: bool = False
+    signing_secrets: tuple[str, ...] = ()
 
     @property
     def one_at_a_time(self) -> bool:
@@ -178,6 +184,22 @@ class Task:
         """Seconds before the ``retry``-th retry (from 1): the last delay repeats."""
         delays = self.retry_delays or DEFAULT_RETRY_DELAYS
         return delays[min(retry, len(delays)) - 1]
+
+    def signing_problem(self) -> tuple[str, str] | None:
+        """(key, message) of what is wrong with the task's signing settings, if anything."""
+        if not self.signing_secrets:
+            if self.require_signature:
+                return "signing_secrets", 'required with require_signature: ["${A_SECRET}"]'
+            return None
+        if not self.require_signature:
+            return "signing_secrets", "given without require_signature = true"
+        for index, secret in enumerate(self.signing_secrets):
+            if not is_webhook_secret(secret):
+                return (
+                    f"signing_secrets[{index}]",
+                    "must be whsec_ then the base64 of 24 to 64 random bytes",
+                )
+        return None
 
     def retry_problem(self) -> str | None:
         """Why this task may not have ``retries``, if it may not."""
@@ -198,6 +220,18 @@ class Task:
                 "idempotent = true"
             )
         return None
+
+
+def is_webhook_secret(secret: object) -> bool:
+    """Whether ``secret`` is a Standard Webhooks secret: ``whsec_`` + base64 of 24 to 64
+    bytes."""
+    if not isinstance(secret, str) or not secret.startswith("whsec_"):
+        return False
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return 24 <= len(key) <= 64
 
 
 def chain_errors(tasks: Mapping[str, Task]) -> tuple[str, str, str] | None:

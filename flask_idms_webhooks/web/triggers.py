@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from flask import Response, current_app, g, request
 from marshmallow import ValidationError
@@ -15,7 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from ..errors import ParameterError, StoreUnavailable, TaskBusy
 from ..jobs.documents import JobDocument
-from ..jobs.store import IdempotencyClaim, dumps
+from ..jobs.store import IDEMPOTENCY_TTL, IdempotencyClaim, dumps
 from ..model.parameters import ResolvedParameter
 from ..model.tasks import Task
 from ..state import WebhooksState, state_of
@@ -25,22 +25,28 @@ from .bodies import parse_json_body
 from .concurrency import busy_answer
 from .metrics import count_refused
 from .schemas import MAX_IDEMPOTENCY_KEY, IdmsTriggerBodySchema
+from .signatures import require_signature
 
 TRIGGER_BODY_SCHEMA = IdmsTriggerBodySchema()
+#: How long a signed request's ``webhook-id`` replays its first answer (a sender's retry).
+WEBHOOK_ID_TTL = 10 * 60
 
 
-def trigger_body(state: WebhooksState) -> dict[str, Any]:
-    """A webhook's body, validated by ``IdmsTriggerBodySchema`` (the documented one); an
-    empty body is ``{}``. Aborts as the other routes do: 4xx before anything changes."""
+def trigger_body(state: WebhooksState, task: Task) -> tuple[dict[str, Any], str | None]:
+    """A webhook's body, validated by ``IdmsTriggerBodySchema`` (the documented one), an
+    empty body ``{}``; and the ``webhook-id`` of a task that requires signed requests,
+    checked on the raw body before its fields are. Aborts as the other routes do: 4xx
+    before anything changes."""
     request.max_content_length = state.settings.max_body_size
     body = parse_json_body(request)
+    webhook_id = require_signature(task) if task.require_signature else None
     if body is core.missing:
-        return {}
+        return {}, webhook_id
     try:
         loaded: dict[str, Any] = TRIGGER_BODY_SCHEMA.load(body)
     except ValidationError as error:
         refuse(422, errors={"json": error.messages})
-    return loaded
+    return loaded, webhook_id
 
 
 def resolve_parameters(
@@ -52,31 +58,55 @@ def resolve_parameters(
         refuse(422, "Invalid QueryParameters.", errors={"json": {"QueryParameters": error.errors}})
 
 
-def idempotency_scope(task: Task, route: str, body: Mapping[str, Any]) -> tuple[str, str] | None:
-    """(claim key, body hash) for a request with an ``Idempotency-Key``, else None."""
+class Scope(NamedTuple):
+    """What makes a repeat of a trigger replay its first answer: an ``Idempotency-Key``,
+    else a signed request's ``webhook-id``."""
+
+    key: str  # of the claim
+    body_hash: str
+    ttl: int  # seconds the first answer is kept
+    named: str  # what the caller sent, for a message
+
+
+def claim_scope(
+    task: Task, route: str, body: Mapping[str, Any], webhook_id: str | None
+) -> Scope | None:
+    """The scope of a request's claim, if it has one."""
     given = request.headers.get("Idempotency-Key")
-    if given is None:
+    if given is None and webhook_id is None:
         return None
-    if not given.strip() or len(given) > MAX_IDEMPOTENCY_KEY:
+    if given is not None and (not given.strip() or len(given) > MAX_IDEMPOTENCY_KEY):
         refuse(400, f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters.")
-    key_hash = hashlib.sha256(given.encode()).hexdigest()
     body_hash = hashlib.sha256(
         json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
     ).hexdigest()
-    return f"{task.id}:{route}:{key_hash}", body_hash
+    if given is not None:
+        key_hash = hashlib.sha256(given.encode()).hexdigest()
+        return Scope(f"{task.id}:{route}:{key_hash}", body_hash, IDEMPOTENCY_TTL, "Idempotency-Key")
+    assert webhook_id is not None
+    id_hash = hashlib.sha256(webhook_id.encode()).hexdigest()
+    return Scope(f"{task.id}:{route}:webhook-id:{id_hash}", body_hash, WEBHOOK_ID_TTL, "webhook-id")
 
 
-def replay(claimed: IdempotencyClaim, body_hash: str) -> Response:
-    """The first answer given under this ``Idempotency-Key``, as it was, at once."""
-    if claimed["BodyHash"] != body_hash:
-        refuse(422, "This Idempotency-Key was used with a different body; use a new key.")
+def replay(claimed: IdempotencyClaim, scope: Scope) -> Response:
+    """The first answer given under this ``Idempotency-Key`` (or ``webhook-id``), as it
+    was, at once."""
+    if claimed["BodyHash"] != scope.body_hash:
+        refuse(422, f"This {scope.named} was used with a different body; use a new one.")
     return json_answer(claimed["Body"].encode(), claimed["Status"], claimed["Headers"])
 
 
-def start_job(state: WebhooksState, task: Task, body: dict[str, Any], route: str) -> Response:
-    """Start a job (or replay the first answer of an ``Idempotency-Key``)."""
+def start_job(
+    state: WebhooksState,
+    task: Task,
+    body: dict[str, Any],
+    route: str,
+    webhook_id: str | None = None,
+) -> Response:
+    """Start a job (or replay the first answer of an ``Idempotency-Key`` or a signed
+    request's ``webhook-id``)."""
     parameters = resolve_parameters(state, task, body)
-    scope = idempotency_scope(task, route, body)
+    scope = claim_scope(task, route, body, webhook_id)
     document = state.jobs.prepare(task, parameters, state.urls.base(request_root()))
     record = dumps(document)
     if route == "polling":
@@ -85,15 +115,14 @@ def start_job(state: WebhooksState, task: Task, body: dict[str, Any], route: str
         status, answer, headers = 200, dumps(execute_answer(document)), {}
     claim = None
     if scope is not None:
-        claim_key, body_hash = scope
         first: IdempotencyClaim = {
             "ExecuteId": document["ExecuteId"],
-            "BodyHash": body_hash,
+            "BodyHash": scope.body_hash,
             "Status": status,
             "Headers": headers,
             "Body": answer.decode(),
         }
-        claim = (claim_key, first)
+        claim = (scope.key, first, scope.ttl)
     try:
         claimed = state.jobs.submit(
             task, document, claim=claim, body=record, counted=(route, status)
@@ -101,7 +130,8 @@ def start_job(state: WebhooksState, task: Task, body: dict[str, Any], route: str
     except TaskBusy as busy:
         return busy_answer(task, cast(JobDocument, busy.running), document, route)
     if claimed is not None:
-        return replay(claimed, scope[1] if scope else "")
+        assert scope is not None
+        return replay(claimed, scope)
     g.idms_trigger_counted = True  # in the job's transaction (see ``web.metrics``)
     if route == "polling":
         return PollAnswer(answer, document)
@@ -115,7 +145,8 @@ def trigger(task_id: str, route: str) -> Response:
     try:
         task = known_task(state, task_id)
         require_task_key(state, task)
-        answer = start_job(state, task, trigger_body(state), route)
+        body, webhook_id = trigger_body(state, task)
+        answer = start_job(state, task, body, route, webhook_id)
     except HTTPException as refused:
         count_refused(state, task_id, route, refused.code or 500)
         raise
