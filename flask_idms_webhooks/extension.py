@@ -24,7 +24,7 @@ from .model.parameters import QueryParameterSet, schedule_problem
 from .model.reporting import Handler
 from .model.schedules import CatchUp, Schedule, parse_utc
 from .model.tasks import DEFAULT_RETRY_DELAYS, TASK_ID, Chain, FilterRow, Task, chain_errors
-from .security import AdminCheck, Credentials
+from .security import AdminCheck, Credentials, callback_secret_problem
 from .state import WebhooksState
 from .taskfile import load_task_file
 from .web.docs import assets_blueprint, register_documented, standalone_api
@@ -71,6 +71,10 @@ class IdmsWebhooks:
         bad_schedule = schedule_problem(task, seconds=True)  # 6 fields: checked at init_app
         if bad_schedule is not None:
             raise TaskLoadError(bad_schedule[1], task=task.id, key=bad_schedule[0])
+        if task.callback_secret is not None:
+            bad_secret = callback_secret_problem(task.callback_secret)
+            if bad_secret is not None:
+                raise TaskLoadError(bad_secret, task=task.id, key="callback_secret")
         self._python_tasks[task.id] = task
         return task
 
@@ -96,6 +100,7 @@ class IdmsWebhooks:
         enabled: bool = True,
         max_failures: int = 0,
         catch_up: str = "latest",
+        callback_secret: str | None = None,
     ) -> Callable[[H], H]:
         """Decorator: the function becomes a task's work, called with the resolved
         QueryParameters and a :class:`~flask_idms_webhooks.JobContext`. ``schedule`` (UTC
@@ -144,6 +149,7 @@ class IdmsWebhooks:
                     idempotent=idempotent,
                     chain=Chain(on_success=tuple(on_success), on_failure=tuple(on_failure)),
                     schedule=planned,
+                    callback_secret=callback_secret,
                 )
             )
             return handler

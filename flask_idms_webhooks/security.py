@@ -20,6 +20,26 @@ def _mac(secret: bytes, purpose: str, subject: str) -> str:
     return base64.urlsafe_b64encode(digest[:24]).decode().rstrip("=")
 
 
+#: How a Standard Webhooks secret starts; the rest is base64.
+CALLBACK_SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
+#: The secret's length the Standard Webhooks specification asks for, in bytes.
+CALLBACK_SECRET_BYTES = (24, 64)
+
+
+def callback_secret_problem(value: object) -> str | None:
+    """What is wrong with a task's ``callback_secret``, if anything."""
+    if not isinstance(value, str) or not value.startswith(CALLBACK_SECRET_PREFIX):
+        return 'must be a Standard Webhooks secret: "whsec_" followed by base64'
+    try:
+        raw = base64.b64decode(value[len(CALLBACK_SECRET_PREFIX) :], validate=True)
+    except ValueError:
+        return 'must be "whsec_" followed by valid base64'
+    low, high = CALLBACK_SECRET_BYTES
+    if not low <= len(raw) <= high:
+        return f"must hold {low} to {high} bytes (base64 after whsec_), got {len(raw)}"
+    return None
+
+
 def same(given: str | None, expected: str) -> bool:
     """Constant-time comparison of a secret a caller gave with the expected one."""
     if given is None:
@@ -68,6 +88,16 @@ class Credentials:
                 self._secret, "task-key", f"{task.id}:{task.key_version}"
             )
         return self._task_keys[cache_key]
+
+    def callback_secret(self, task: Task) -> str:
+        """The secret the task's completion callbacks are signed with: the task's own,
+        else derived like its key (under another label, so it is not the key)."""
+        if task.callback_secret:
+            return task.callback_secret
+        digest = hmac.digest(
+            self._secret, f"callback-secret:{task.id}:{task.key_version}".encode(), "sha256"
+        )
+        return CALLBACK_SECRET_PREFIX + base64.b64encode(digest).decode()
 
     def job_token(self, job_id: str) -> str:
         """The read-only token of one job, embedded in its polling URL."""

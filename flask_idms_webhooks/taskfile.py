@@ -39,6 +39,7 @@ from .model.tasks import (
     Target,
     Task,
 )
+from .security import callback_secret_problem
 
 SCHEDULE_KEYS = (
     "schedule", "run_at", "schedule_parameters", "enabled", "max_failures", "catch_up",
@@ -49,7 +50,7 @@ E = TypeVar("E", Prompt, Operator, DataType, Action, CatchUp)
 TASK_KEYS = {
     "id", "name", "description", "key", "key_version", "timeout", "retry_after",
     "handler", "source", "target", "chain", "retries", "retry_delays", "idempotent",
-    *SCHEDULE_KEYS,
+    *SCHEDULE_KEYS, "callback_secret",
 }  # fmt: skip
 SOURCE_KEYS = {"connection", "query", "page_size", "filters"}
 TARGET_KEYS = {
@@ -281,6 +282,7 @@ class _TaskReader:
             retry_delays=self.durations("retry_delays") or DEFAULT_RETRY_DELAYS,
             idempotent=self.flag(table, "idempotent", "idempotent"),
             schedule=self.schedule(),
+            callback_secret=self.callback_secret(),
         )
         problem = task.retry_problem()
         if problem is not None:
@@ -323,6 +325,26 @@ class _TaskReader:
             max_failures=max_failures,
             catch_up=self.enum(CatchUp, table.get("catch_up"), "catch_up", CatchUp.LATEST),
         )
+
+    def refuse_literal_callback_secret(self) -> None:
+        """A signing secret comes from the environment, as a connection's password does:
+        whoever reads the file could otherwise forge the task's callbacks."""
+        value = self.table.get("callback_secret")
+        if isinstance(value, str) and value and not _ENV.search(value):
+            raise self.fail(
+                'write it as "${AN_ENVIRONMENT_VARIABLE}": secrets never sit in the file',
+                "callback_secret",
+            )
+
+    def callback_secret(self) -> str | None:
+        if "callback_secret" not in self.table:
+            return None
+        value = self.table["callback_secret"]
+        problem = callback_secret_problem(value)
+        if problem is not None:
+            raise self.fail(problem, "callback_secret")
+        secret: str = value
+        return secret
 
     def flag_or(self, table: Mapping[str, Any], name: str, default: bool) -> bool:
         return self.flag(table, name, name) if name in table else default
@@ -379,6 +401,7 @@ def load_task_file(
         raise TaskLoadError("`tasks` must be an array of tables ([[tasks]])", source=source)
     for index, raw in enumerate(raw_tasks):
         reader = _TaskReader(source, raw, index)
+        reader.refuse_literal_callback_secret()
         expanded = _expand(raw, "", {"source": source, "task": reader.task_id})
         reader = _TaskReader(source, expanded, index, seconds=schedule_seconds)
         task = reader.task(profiles, connections)

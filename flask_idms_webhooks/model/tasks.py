@@ -128,6 +128,9 @@ class Task:
     retry_delays: tuple[int, ...] = DEFAULT_RETRY_DELAYS  # seconds before retry 1, 2, ...
     idempotent: bool = False  # a Python task says its work is safe to repeat
     schedule: Schedule | None = None  # when it runs on its own; None: by webhook only
+    #: The secret its completion callbacks are signed with (``whsec_`` + base64); None:
+    #: derived from the app's secret.
+    callback_secret: str | None = None
 
     def retry_delay(self, retry: int) -> int:
         """Seconds before the ``retry``-th retry (from 1): the last delay repeats."""
