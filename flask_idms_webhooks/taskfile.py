@@ -17,8 +17,10 @@ from .config import parse_duration
 from .errors import TaskLoadError
 from .iupdate.connections import (
     ENV_REFERENCE,
+    FROM_THE_ENVIRONMENT,
     Connections,
     check_profile,
+    literal_secret,
     refuse_literal_secrets,
     resolve_sqlite_path,
 )
@@ -326,25 +328,11 @@ class _TaskReader:
             catch_up=self.enum(CatchUp, table.get("catch_up"), "catch_up", CatchUp.LATEST),
         )
 
-    def refuse_literal_callback_secret(self) -> None:
-        """A signing secret comes from the environment, as a connection's password does:
-        whoever reads the file could otherwise forge the task's callbacks."""
-        value = self.table.get("callback_secret")
-        if isinstance(value, str) and value and not _ENV.search(value):
-            raise self.fail(
-                'write it as "${AN_ENVIRONMENT_VARIABLE}": secrets never sit in the file',
-                "callback_secret",
-            )
-
     def callback_secret(self) -> str | None:
-        if "callback_secret" not in self.table:
-            return None
-        value = self.table["callback_secret"]
-        problem = callback_secret_problem(value)
-        if problem is not None:
+        value = self.table.get("callback_secret")
+        if value is not None and (problem := callback_secret_problem(value)):
             raise self.fail(problem, "callback_secret")
-        secret: str = value
-        return secret
+        return None if value is None else str(value)
 
     def flag_or(self, table: Mapping[str, Any], name: str, default: bool) -> bool:
         return self.flag(table, name, name) if name in table else default
@@ -401,7 +389,8 @@ def load_task_file(
         raise TaskLoadError("`tasks` must be an array of tables ([[tasks]])", source=source)
     for index, raw in enumerate(raw_tasks):
         reader = _TaskReader(source, raw, index)
-        reader.refuse_literal_callback_secret()
+        if literal_secret(raw.get("callback_secret")):  # a signing secret, as a password
+            raise reader.fail(FROM_THE_ENVIRONMENT, "callback_secret")
         expanded = _expand(raw, "", {"source": source, "task": reader.task_id})
         reader = _TaskReader(source, expanded, index, seconds=schedule_seconds)
         task = reader.task(profiles, connections)

@@ -199,6 +199,15 @@ class Connections:
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
+#: Why a secret written in a task file is refused.
+FROM_THE_ENVIRONMENT = 'write it as "${AN_ENVIRONMENT_VARIABLE}": credentials never sit in the file'
+
+
+def literal_secret(value: Any) -> bool:
+    """Whether a secret is written in the task file itself (not ``${NAME}``)."""
+    return isinstance(value, str) and bool(value) and not ENV_REFERENCE.search(value)
+
+
 def refuse_literal_secrets(name: str, profile: Any, source: str) -> None:
     """Credentials come from the environment (``${NAME}``), never written in the file."""
     if not isinstance(profile, dict):
