@@ -29,6 +29,7 @@ from ..errors import (
 from ..logs import about_job, job_is_of
 from ..model.parameters import QueryParameterSet, ResolvedParameter
 from ..model.tasks import Task
+from .callbacks import Callbacks
 from .chain import ChainStarter
 from .context import Heartbeat, JobContext
 from .dispatch import job_id_of, rq_job_id
@@ -110,6 +111,7 @@ class JobManager(Retrying):
         urls: Urls,
         tasks: Mapping[str, Task],
         parameters: Mapping[str, QueryParameterSet],
+        callbacks: Callbacks,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -117,6 +119,7 @@ class JobManager(Retrying):
         self.urls = urls
         self.tasks = tasks
         self.parameters = parameters
+        self.callbacks = callbacks
         self.chains = ChainStarter(self)
 
     # -- the web side -------------------------------------------------------------------
@@ -139,6 +142,7 @@ class JobManager(Retrying):
         base_url: str,
         trigger: str = WEBHOOK,
         due_on: str | None = None,
+        callback_url: str | None = None,  # as shown: without its query
     ) -> JobDocument:
         """A new job's document (a fresh id, its polling URL, how it was started: a
         ``trigger`` of documents.py); nothing is written yet."""
@@ -151,6 +155,7 @@ class JobManager(Retrying):
             retry_after=task.retry_after or self.settings.retry_after,
             trigger=trigger,
             due_on=due_on,
+            callback_url=callback_url,
         )
 
     def submit(
@@ -160,6 +165,7 @@ class JobManager(Retrying):
         claim: tuple[str, IdempotencyClaim] | None = None,
         body: bytes | None = None,
         counted: tuple[str, int] | None = None,
+        callback: str | None = None,  # its callback URL, whole (``JobStore.create``)
     ) -> IdempotencyClaim | None:
         """Write a new job's record (``body``: the document already serialised, if the
         caller has it) and enqueue it, in one transaction; answers None.
@@ -178,6 +184,7 @@ class JobManager(Retrying):
                 body=body,
                 claim=claim,
                 counted=counted,
+                callback=callback,
             )
         except StoreUnavailable as error:
             if not error.sent:
@@ -304,6 +311,7 @@ class JobManager(Retrying):
         message, fields = finished_line(document)
         logger.info(message, extra=fields)
         self.store.count_finished(document)
+        self.callbacks.sealed(document)  # its callback, if it has one, queued
 
     def patiently(self, call: Callable[[], R]) -> R:
         """``call()``, riding out Redis being away for up to the outage setting."""

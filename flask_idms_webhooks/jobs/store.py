@@ -74,6 +74,7 @@ class JobStore(ScheduleRecords, JobListing):
         body: bytes | None = None,
         claim: tuple[str, IdempotencyClaim] | None = None,
         counted: tuple[str, int] | None = None,
+        callback: str | None = None,
     ) -> IdempotencyClaim | None:
         """Write a new job's record and enqueue it, in one transaction; answers None.
 
@@ -83,11 +84,12 @@ class JobStore(ScheduleRecords, JobListing):
         transaction, only if the key was not claimed before: then nothing is written and
         the earlier claim is answered. (A claim and its job exist together or not at all,
         whatever instant Redis stops answering.) ``counted`` (the webhook and the code it
-        answers) counts the trigger in the same transaction.
+        answers) counts the trigger in the same transaction. ``callback`` (its URL,
+        whole) is the job's completion callback, recorded with it.
         """
         with self.redis.pipeline() as pipe:
             if claim is None:
-                self._write_new(pipe, document, live_ttl, enqueue, body)
+                self._write_new(pipe, document, live_ttl, enqueue, body, callback)
                 if counted is not None:
                     count_trigger(pipe, document["TaskId"], *counted)
                 pipe.execute()
@@ -105,7 +107,7 @@ class JobStore(ScheduleRecords, JobListing):
                     if earlier is not None:
                         claimed: IdempotencyClaim = loads(cast(bytes, earlier))
                         return claimed
-                    self._write_new(pipe, document, live_ttl, enqueue, body)
+                    self._write_new(pipe, document, live_ttl, enqueue, body, callback)
                     if counted is not None:
                         count_trigger(pipe, document["TaskId"], *counted)
                     pipe.set(key, dumps(claim[1]), ex=IDEMPOTENCY_TTL)
@@ -203,6 +205,8 @@ class JobStore(ScheduleRecords, JobListing):
             pipe.zrem(self.QUEUED, job_id)
             pipe.srem(self.active_key(document["TaskId"]), job_id)
             seal_index(pipe, job_id, document["Status"], time.time())
+            if document.get("CallbackUrl"):
+                self.mark_callback_due(pipe, job_id)
             self._push_errors(pipe, job_id, row_errors)
             pipe.expire(self.errors_key(job_id), self.result_ttl)
             written = pipe.execute()[1 if counted else 0]

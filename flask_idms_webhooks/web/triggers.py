@@ -21,6 +21,7 @@ from ..state import WebhooksState, state_of
 from .answers import PollAnswer, execute_answer, json_answer, poll_headers, refuse, request_root
 from .auth import known_task, require_task_key
 from .bodies import parse_json_body
+from .callbacks import callback_url, shown
 from .metrics import count_refused
 from .schemas import MAX_IDEMPOTENCY_KEY, IdmsTriggerBodySchema
 
@@ -75,7 +76,9 @@ def start_job(state: WebhooksState, task: Task, body: dict[str, Any], route: str
     """Start a job (or replay the first answer of an ``Idempotency-Key``)."""
     parameters = resolve_parameters(state, task, body)
     scope = idempotency_scope(task, route, body)
-    document = state.jobs.prepare(task, parameters, state.urls.base(request_root()))
+    callback = callback_url(state, body)
+    base = state.urls.base(request_root())
+    document = state.jobs.prepare(task, parameters, base, callback_url=shown(callback))
     record = dumps(document)
     if route == "polling":
         status, answer, headers = 202, record, poll_headers(document)
@@ -92,7 +95,9 @@ def start_job(state: WebhooksState, task: Task, body: dict[str, Any], route: str
             "Body": answer.decode(),
         }
         claim = (claim_key, first)
-    claimed = state.jobs.submit(task, document, claim=claim, body=record, counted=(route, status))
+    claimed = state.jobs.submit(
+        task, document, claim=claim, body=record, counted=(route, status), callback=callback
+    )
     if claimed is not None:
         return replay(claimed, scope[1] if scope else "")
     g.idms_trigger_counted = True  # in the job's transaction (see ``web.metrics``)
