@@ -42,6 +42,21 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "DOCS_PATH": ("/docs", "Swagger UI path under the prefix (standalone Api only)."),
     "LOG_FORMAT": ("text", "The extension's log lines: text, or json (one JSON object a line)."),
     "METRICS_PUBLIC": (False, "Serve /metrics without the admin token (for a scraper)."),
+    "CALLBACK_HOSTS": (
+        (),
+        "Host globs a CallbackUrl may name; empty: callbacks are refused (422).",
+    ),
+    "CALLBACK_ALLOW_HTTP": (
+        False,
+        "Accept http:// CallbackUrls (else https only): tests, private nets.",
+    ),
+    "CALLBACK_ALLOW_PRIVATE": (
+        False,
+        "Deliver callbacks to loopback, private and link-local addresses (else refused).",
+    ),
+    "CALLBACK_RETRY_FOR": ("24h", "How long a callback is retried, from the end of its job."),
+    "CALLBACK_BACKOFF": ("10s", "Wait before a callback's first retry; doubles, up to an hour."),
+    "CALLBACK_TIMEOUT": ("10s", "Time a callback's receiver has to answer (at most 60 s)."),
 }
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
@@ -90,6 +105,12 @@ class Settings:
     docs_path: str
     log_format: str = "text"
     metrics_public: bool = False
+    callback_hosts: tuple[str, ...] = ()
+    callback_allow_http: bool = False
+    callback_allow_private: bool = False
+    callback_retry_for: int = 24 * 3600
+    callback_backoff: int = 10
+    callback_timeout: int = 10
 
     @classmethod
     def from_app(cls, app: Flask) -> Settings:
@@ -176,4 +197,30 @@ class Settings:
             docs_path=path("DOCS_PATH") or "/docs",
             log_format=log_format,
             metrics_public=flag("METRICS_PUBLIC"),
+            callback_hosts=host_globs(PREFIX + "CALLBACK_HOSTS", get("CALLBACK_HOSTS")),
+            callback_allow_http=flag("CALLBACK_ALLOW_HTTP"),
+            callback_allow_private=flag("CALLBACK_ALLOW_PRIVATE"),
+            callback_retry_for=duration("CALLBACK_RETRY_FOR"),
+            callback_backoff=duration("CALLBACK_BACKOFF"),
+            callback_timeout=at_most(60, "CALLBACK_TIMEOUT", duration("CALLBACK_TIMEOUT")),
         )
+
+
+def host_globs(name: str, value: object) -> tuple[str, ...]:
+    """Host globs (``*.logic.azure.com``), lowercased: a list of strings, or one string
+    of them separated by commas or spaces (from an environment variable)."""
+    if isinstance(value, str):
+        value = re.split(r"[\s,]+", value)
+    if not isinstance(value, list | tuple) or not all(isinstance(item, str) for item in value):
+        raise ConfigurationError(f"{name} must be a list of host globs, got {value!r}")
+    globs = tuple(item.strip().lower() for item in value if item.strip())
+    for glob in globs:
+        if not re.fullmatch(r"[a-z0-9.*?\[\]:_-]+", glob):
+            raise ConfigurationError(f"{name}: {glob!r} is not a host glob (e.g. *.example.com)")
+    return globs
+
+
+def at_most(limit: int, name: str, seconds: int) -> int:
+    if seconds > limit:
+        raise ConfigurationError(f"{PREFIX}{name} must be at most {limit} s, got {seconds} s")
+    return seconds

@@ -32,6 +32,7 @@ from .model.tasks import (
     Task,
     chain_errors,
     passed_values,
+    webhook_secret_problem,
 )
 from .security import AdminCheck, Credentials
 from .state import WebhooksState
@@ -80,6 +81,10 @@ class IdmsWebhooks:
         bad_schedule = schedule_problem(task, seconds=True)  # 6 fields: checked at init_app
         if bad_schedule is not None:
             raise TaskLoadError(bad_schedule[1], task=task.id, key=bad_schedule[0])
+        if task.callback_secret is not None:
+            bad_secret = webhook_secret_problem(task.callback_secret)
+            if bad_secret is not None:
+                raise TaskLoadError(bad_secret, task=task.id, key="callback_secret")
         self._python_tasks[task.id] = task
         return task
 
@@ -109,6 +114,7 @@ class IdmsWebhooks:
         concurrency: str = "parallel",
         require_signature: bool = False,
         signing_secrets: Iterable[str] = (),
+        callback_secret: str | None = None,
     ) -> Callable[[H], H]:
         """Decorator: the function becomes a task's work, called with the resolved
         QueryParameters and a :class:`~flask_idms_webhooks.JobContext`. ``schedule`` (UTC
@@ -174,6 +180,7 @@ class IdmsWebhooks:
                 concurrency=Concurrency(concurrency),
                 require_signature=require_signature,
                 signing_secrets=tuple(signing_secrets),
+                callback_secret=callback_secret,
             )
             bad = task.signing_problem()
             if bad is not None:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from flask import Request
 
-from .model.tasks import Task
+from .model.tasks import WEBHOOK_SECRET_PREFIX, Task
 
 #: A host app's own admin check: gets the request, says whether it is an admin's.
 AdminCheck = Callable[[Request], bool]
@@ -68,6 +68,16 @@ class Credentials:
                 self._secret, "task-key", f"{task.id}:{task.key_version}"
             )
         return self._task_keys[cache_key]
+
+    def callback_secret(self, task: Task) -> str:
+        """The secret the task's completion callbacks are signed with: the task's own,
+        else derived like its key (under another label, so it is not the key)."""
+        if task.callback_secret:
+            return task.callback_secret
+        digest = hmac.digest(
+            self._secret, f"callback-secret:{task.id}:{task.key_version}".encode(), "sha256"
+        )
+        return WEBHOOK_SECRET_PREFIX + base64.b64encode(digest).decode()
 
     def job_token(self, job_id: str) -> str:
         """The read-only token of one job, embedded in its polling URL."""

@@ -11,6 +11,7 @@ from rq import Queue
 from .config import EXTENSION_KEY, Settings
 from .errors import ConfigurationError
 from .iupdate.connections import Connections
+from .jobs.callbacks import Callbacks
 from .jobs.lifecycle import JobManager
 from .jobs.recovery import Recovery
 from .jobs.redis import queue_for
@@ -39,6 +40,7 @@ class WebhooksState:
     jobs: JobManager = field(init=False)
     recovery: Recovery = field(init=False)
     scheduler: Scheduler = field(init=False)
+    callbacks: Callbacks = field(init=False)
 
     def __post_init__(self) -> None:
         self.store = JobStore(
@@ -49,6 +51,13 @@ class WebhooksState:
         )
         self.queue = queue_for(self.redis, self.settings.queue_name)
         self.urls = Urls(self.settings.url_prefix, self.settings.public_url, self.credentials)
+        self.callbacks = Callbacks(
+            settings=self.settings,
+            store=self.store,
+            queue=self.queue,
+            tasks=self.tasks,
+            credentials=self.credentials,
+        )
         self.jobs = JobManager(
             settings=self.settings,
             store=self.store,
@@ -56,6 +65,7 @@ class WebhooksState:
             urls=self.urls,
             tasks=self.tasks,
             parameters=self.parameters,
+            callbacks=self.callbacks,
         )
         self.recovery = Recovery(self.jobs)
         self.scheduler = Scheduler(self.jobs)

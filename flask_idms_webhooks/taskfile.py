@@ -17,8 +17,10 @@ from .config import parse_duration
 from .errors import TaskLoadError
 from .iupdate.connections import (
     ENV_REFERENCE,
+    FROM_THE_ENVIRONMENT,
     Connections,
     check_profile,
+    literal_secret,
     refuse_literal_secrets,
     resolve_sqlite_path,
 )
@@ -41,6 +43,7 @@ from .model.tasks import (
     Target,
     Task,
     passed_values,
+    webhook_secret_problem,
 )
 
 _ENV = ENV_REFERENCE
@@ -49,7 +52,7 @@ E = TypeVar("E", Prompt, Operator, DataType, Action, Concurrency)
 TASK_KEYS = {
     "id", "name", "description", "key", "key_version", "timeout", "retry_after",
     "handler", "source", "target", "chain", "retries", "retry_delays", "idempotent",
-    "concurrency", "require_signature", "signing_secrets", *SCHEDULE_KEYS,
+    "concurrency", "require_signature", "signing_secrets", "callback_secret", *SCHEDULE_KEYS,
 }  # fmt: skip
 SOURCE_KEYS = {"connection", "query", "page_size", "filters"}
 TARGET_KEYS = {
@@ -305,6 +308,7 @@ class _TaskReader:
             ),
             require_signature=self.flag(table, "require_signature", "require_signature"),
             signing_secrets=self.secrets("signing_secrets"),
+            callback_secret=self.callback_secret(),
         )
         problem = task.retry_problem()
         if problem is not None:
@@ -320,9 +324,8 @@ class _TaskReader:
         if not isinstance(raw, list) or not all(isinstance(item, str) for item in raw):
             raise self.fail('must be a list of "${ENVIRONMENT_VARIABLE}" strings', key)
         for index, item in enumerate(raw):
-            if not self.expanded and not _ENV.search(item):
-                raise self.fail('write it as "${AN_ENVIRONMENT_VARIABLE}": secrets never sit '
-                                "in the file", f"{key}[{index}]")  # fmt: skip
+            if not self.expanded and literal_secret(item):
+                raise self.fail(FROM_THE_ENVIRONMENT, f"{key}[{index}]")
         return tuple(raw)
 
     def schedule(self) -> Schedule | None:
@@ -331,6 +334,12 @@ class _TaskReader:
             return read_schedule(self.table)
         except ValueError as error:
             raise self.fail(*error.args) from None
+
+    def callback_secret(self) -> str | None:
+        value = self.table.get("callback_secret")
+        if value is not None and (problem := webhook_secret_problem(value)):
+            raise self.fail(problem, "callback_secret")
+        return None if value is None else str(value)
 
     def durations(self, key: str) -> tuple[int, ...]:
         raw = self.table.get(key, [])
@@ -386,6 +395,8 @@ def load_task_file(
         reader = _TaskReader(source, raw, index)
         if isinstance(raw, dict) and "signing_secrets" in raw:
             reader.secrets("signing_secrets")  # as written: references, not secrets
+        if literal_secret(raw.get("callback_secret")):  # a signing secret, as a password
+            raise reader.fail(FROM_THE_ENVIRONMENT, "callback_secret")
         expanded = _expand(raw, "", {"source": source, "task": reader.task_id})
         reader = _TaskReader(source, expanded, index, seconds=schedule_seconds, expanded=True)
         task = reader.task(profiles, connections)

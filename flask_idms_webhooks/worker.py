@@ -19,6 +19,7 @@ from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
 from .errors import StoreUnavailable
+from .jobs.callbacks import is_delivery
 from .jobs.documents import CANCELLED, FAILED, HORSE_DIED
 from .jobs.lifecycle import job_id_of
 from .jobs.patience import patiently
@@ -123,7 +124,7 @@ class _AppWorkerMixin:
             return super().perform_job(*args, **kwargs)  # type: ignore[misc]
 
     # RQ files a job that returned in its finished registry: ours answers how it ended
-    # (``lifecycle.run_job``), so a job sealed failed is in RQ's failed registry and one
+    # (``jobs.run_job``), so a job sealed failed is in RQ's failed registry and one
     # sealed cancelled in its canceled registry, and tools reading RQ (rq-dashboard) agree.
     def _finalize_success(self, job: Any, queue: Any, execution: Any, return_value: Any) -> None:
         status = return_value.get("Status") if isinstance(return_value, dict) else None
@@ -206,8 +207,8 @@ class IdmsWorker(_AppWorkerMixin, Worker):
         self._horse_status = None
         with redis_away(f"job {job.id}: RQ's post-mortem not written"):
             super().monitor_work_horse(job, queue, execution)
-        if self._horse_status == os.EX_OK:
-            return
+        if self._horse_status == os.EX_OK or is_delivery(job.id):
+            return  # (a callback's attempt that died is swept up when its lease ends)
         with self.app.app_context():
             self._webhooks.recovery.seal_abandoned(
                 job_id_of(job.id), HORSE_DIED, job.id, patient=True
@@ -243,7 +244,8 @@ def make_worker(
 
 
 class Reaper(threading.Thread):
-    """Recovers the jobs whose worker died (``Recovery.reap``), every quarter of
+    """Recovers the jobs whose worker died (``Recovery.reap``) and queues the callbacks
+    due that no delivery waits for (``Callbacks.sweep``), every quarter of
     ``IDMS_WEBHOOKS_HEARTBEAT_TIMEOUT``."""
 
     def __init__(self, state: WebhooksState, interval: float | None = None) -> None:
@@ -261,6 +263,13 @@ class Reaper(threading.Thread):
                 continue
             if reaped:
                 logger.warning("reaper: recovered %d job(s) whose worker died", reaped)
+            try:
+                swept = self.state.callbacks.sweep()
+            except Exception:
+                logger.warning("callback sweep failed", exc_info=True)
+                continue
+            if swept:
+                logger.warning("reaper: queued %d callback(s) due with no delivery waiting", swept)
 
     def stop(self) -> None:
         self._stop_event.set()

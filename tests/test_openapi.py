@@ -20,13 +20,14 @@ CONTRACT = {
     ("/idms/jobs/{job_id}", "get"): {"200", "202", "401", "404"},
     ("/idms/jobs/{job_id}", "delete"): {"202", "401", "404", "409"},
     ("/idms/jobs/{job_id}/errors.csv", "get"): {"200", "401", "404"},
+    ("/idms/jobs/{job_id}/callback", "get"): {"200", "401", "404"},
 }
 JOB_FIELDS = {
     "ExecuteId", "TaskId", "Status", "StatusDescription", "Success", "PercentComplete",
     "RowCount", "ProcessedCount", "InsertedCount", "UpdatedCount", "SkippedCount",
     "ErrorCount", "DeletedCount", "Errors", "QueryParameters", "CreatedOn", "StartedOn",
     "UpdatedOn", "CompletedOn", "PollingUrl", "RetryAfter", "Chain", "Error", "Attempt",
-    "Attempts", "Trigger", "DueOn", "EstimatedCompletionOn",
+    "Attempts", "Trigger", "DueOn", "EstimatedCompletionOn", "CallbackUrl",
 }  # fmt: skip
 
 
@@ -66,6 +67,27 @@ def test_job_document_schema_has_every_contract_field(client):
     assert set(schemas[ref]["properties"]) == JOB_FIELDS
 
 
+def test_callbacks_are_documented_where_they_apply(client):
+    """CallbackUrl in the webhooks' body (a nullable string, with an example) and in the
+    job document; CallbackSecret in the task document; the delivery state's four fixed
+    fields."""
+    document = spec(client)
+    schemas = document["components"]["schemas"]
+    for path in ("/idms/tasks/{task_id}/jobs", "/idms/tasks/{task_id}/execute"):
+        body = document["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+        ref = body["schema"]["$ref"].rsplit("/", 1)[1]
+        field = schemas[ref]["properties"]["CallbackUrl"]
+        assert field["type"] == "string" and field["nullable"] is True
+        assert field["example"].startswith("https://")
+        assert "IDMS_WEBHOOKS_CALLBACK_HOSTS" in field["description"]
+    assert schemas["IdmsJob"]["properties"]["CallbackUrl"]["nullable"] is True
+    assert "query" in schemas["IdmsJob"]["properties"]["CallbackUrl"]["description"]
+    assert schemas["IdmsTask"]["properties"]["CallbackSecret"]["type"] == "string"
+    answer = document["paths"]["/idms/jobs/{job_id}/callback"]["get"]["responses"]["200"]
+    ref = answer["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    assert {"Url", "Attempts", "LastStatus", "DeliveredOn"} <= set(schemas[ref]["properties"])
+
+
 def test_webhook_bodies_are_optional_and_document_idempotency_key(client):
     paths = spec(client)["paths"]
     for path in ("/idms/tasks/{task_id}/jobs", "/idms/tasks/{task_id}/execute"):
@@ -99,7 +121,7 @@ def test_every_operation_says_which_credentials_open_it(client):
             for requirement in document["paths"][path][method]["security"]
             for name in requirement
         }
-        if path.startswith("/idms/jobs/") and method == "get":  # poll, errors.csv
+        if path.startswith("/idms/jobs/") and method == "get":  # poll, errors.csv, callback
             assert {"IdmsJobToken", "IdmsWebhookKey", "IdmsKeyQuery", "IdmsBearer"} == names
         elif method == "get":  # the admin routes
             assert names == {"IdmsBearer"}, path
@@ -159,6 +181,7 @@ OPERATION_IDS = {
     ("/idms/jobs/{job_id}", "get"): "pollJob",
     ("/idms/jobs/{job_id}", "delete"): "cancelJob",
     ("/idms/jobs/{job_id}/errors.csv", "get"): "getJobErrorsCsv",
+    ("/idms/jobs/{job_id}/callback", "get"): "getJobCallback",
     ("/idms/health", "get"): "getHealth",
     ("/idms/ready", "get"): "getReadiness",
     ("/idms/metrics", "get"): "getMetrics",

@@ -182,9 +182,9 @@ def test_the_task_file_keys(
     [
         ("require_signature = true\n", "signing_secrets", "required with require_signature"),
         (f'require_signature = true\nsigning_secrets = ["{OLD}"]\n', "signing_secrets[0]",
-         "secrets never sit in the file"),
+         "credentials never sit in the file"),
         ('require_signature = true\nsigning_secrets = ["${SIGN_BAD}"]\n', "signing_secrets[0]",
-         "whsec_ then the base64"),
+         "whsec_\" followed by valid base64"),
         ('signing_secrets = ["${SIGN_A}"]\n', "signing_secrets", "without require_signature"),
         ('require_signature = "yes"\n', "require_signature", "true or false"),
     ],

@@ -199,17 +199,21 @@ class Connections:
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
+#: Why a secret written in a task file is refused.
+FROM_THE_ENVIRONMENT = 'write it as "${AN_ENVIRONMENT_VARIABLE}": credentials never sit in the file'
+
+
+def literal_secret(value: Any) -> bool:
+    """Whether a secret is written in the task file itself (not ``${NAME}``)."""
+    return isinstance(value, str) and bool(value) and not ENV_REFERENCE.search(value)
+
+
 def refuse_literal_secrets(name: str, profile: Any, source: str) -> None:
     """Credentials come from the environment (``${NAME}``), never written in the file."""
     if not isinstance(profile, dict):
         return
-    password = profile.get("password")
-    if isinstance(password, str) and password and not ENV_REFERENCE.search(password):
-        raise TaskLoadError(
-            'write it as "${AN_ENVIRONMENT_VARIABLE}": credentials never sit in the file',
-            source=source,
-            key=f"connections.{name}.password",
-        )
+    if literal_secret(profile.get("password")):
+        raise TaskLoadError(FROM_THE_ENVIRONMENT, source=source, key=f"connections.{name}.password")
     url = profile.get("url")
     if isinstance(url, str) and not ENV_REFERENCE.search(url):
         from sqlalchemy.engine import make_url  # only for files that connect to SQL

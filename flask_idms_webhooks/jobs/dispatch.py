@@ -13,9 +13,9 @@ import redis
 from redis.client import Pipeline
 
 from ..errors import TaskBusy
+from .callback_records import CallbackRecords, mark_due_script
 from .codec import available, dumps, loads
 from .documents import CANCELLED, JOB_ID_LENGTH, JobDocument
-from .keys import StoreKeys
 from .listing import sealed_key
 
 
@@ -52,7 +52,7 @@ class Dispatch(NamedTuple):
 HISTORY_TRIM_EVERY = 64
 
 
-class DispatchRecords(StoreKeys):
+class DispatchRecords(CallbackRecords):
     """The records of a job's dispatches (part of ``JobStore``)."""
 
     redis: redis.Redis
@@ -67,6 +67,7 @@ class DispatchRecords(StoreKeys):
         live_ttl: int,
         enqueue: Callable[[Pipeline], object],
         body: bytes | None,
+        callback: str | None = None,
     ) -> None:
         job_id = document["ExecuteId"]
         if not pipe.explicit_transaction:
@@ -80,6 +81,8 @@ class DispatchRecords(StoreKeys):
         active = self.active_key(document["TaskId"])
         pipe.sadd(active, job_id)
         pipe.expire(active, live_ttl)  # a task's live_ttl is one: its older ids are gone
+        if callback is not None:
+            self.write_callback(pipe, job_id, document["TaskId"], callback, live_ttl)
         if next(self._creations) % HISTORY_TRIM_EVERY == 0:
             # Older entries can only point at records that have expired: keep the index
             # bounded (every so often: a trigger is a hot path).
@@ -242,8 +245,8 @@ class DispatchRecords(StoreKeys):
 
     #: Take a queued job off its RQ queue (or RQ's schedule) and seal it, only if it was
     #: still there: 1 done, 0 a worker has it. RQ's job stays, as cancelled, in RQ's
-    #: canceled registry, as long as the sealed record.
-    CANCEL_QUEUED = """
+    #: canceled registry, as long as the sealed record. Its callback, if any, is due.
+    CANCEL_QUEUED = f"""
     local removed = redis.call('LREM', KEYS[1], 1, ARGV[1]) + redis.call('ZREM', KEYS[2], ARGV[1])
     if removed == 0 then return 0 end
     if redis.call('EXISTS', KEYS[3]) == 1 then
@@ -257,6 +260,7 @@ class DispatchRecords(StoreKeys):
     redis.call('DEL', KEYS[5], KEYS[6], KEYS[7], KEYS[8])
     redis.call('ZREM', KEYS[9], ARGV[4])
     redis.call('SREM', KEYS[10], ARGV[4])
+    {mark_due_script("KEYS[13]", "KEYS[14]", "ARGV[5]", "ARGV[4]", "ARGV[3]")}
     return 1
     """
 
@@ -287,8 +291,11 @@ class DispatchRecords(StoreKeys):
             self.active_key(sealed["TaskId"]),
             canceled_key,
             sealed_key(CANCELLED),
+            self.callback_key(job_id),
+            self.callbacks_key,
         ]
-        args: list[str | bytes | float] = [rq_id, dumps(sealed), self.result_ttl, job_id]
+        now = time.time()
+        args: list[str | bytes | float] = [rq_id, dumps(sealed), self.result_ttl, job_id, now]
         return bool(self.redis.eval(self.CANCEL_QUEUED, len(keys), *keys, *args))
 
     @available

@@ -95,6 +95,9 @@ class JobDocument(TypedDict):
     Trigger: str
     #: A scheduled run's due time (its schedule's RecentRuns name it too); else None.
     DueOn: str | None
+    #: Where its completion callback goes, without its query (which may hold a
+    #: credential) and fragment; None without one (absent in an earlier release's record).
+    CallbackUrl: str | None
 
 
 #: Why a job ended other than by succeeding: (error type, message).
@@ -123,6 +126,7 @@ def new_document(
     retry_after: int,
     trigger: str = WEBHOOK,
     due_on: str | None = None,
+    callback_url: str | None = None,
 ) -> JobDocument:
     now = utc_now()
     return {
@@ -140,6 +144,7 @@ def new_document(
         "Attempts": [],
         "Trigger": trigger,
         "DueOn": due_on,
+        "CallbackUrl": callback_url,
     }
 
 

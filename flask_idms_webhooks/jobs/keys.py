@@ -22,7 +22,13 @@
   when a scheduler first saw the task), ``failures``, ``reason``, ``last_run``,
   ``last_job``, ``last_outcome``, ``counted`` (the last job whose outcome was counted);
 - ``schedule-runs:{queue}:{task}`` its recent due times (JSON list, newest first);
-- ``scheduler:{queue}`` the scheduler role's lease (its holder's name).
+- ``scheduler:{queue}`` the scheduler role's lease (its holder's name);
+- ``callback:{id}`` a job's completion callback (hash): ``url`` (whole, query included:
+  only the delivery reads it), ``task``, ``sealed`` (when its job was sealed), ``state``,
+  ``attempts``, ``status`` (the last attempt's), ``next``, ``delivered``, ``rq`` (the RQ
+  job of the latest delivery queued);
+- ``callbacks:{queue}`` a sorted set of the callbacks to deliver, by when the next
+  attempt is due (or, while one is in flight, when its lease ends).
 
 The schedules' keys carry the app's queue name (``IDMS_WEBHOOKS_QUEUE_NAME``): apps
 sharing a Redis with queues of their own have schedules, and a scheduler role, of their
@@ -91,6 +97,14 @@ class StoreKeys:
 
     def schedule_key(self, task_id: str) -> str:
         return f"{PREFIX}schedule:{self.namespace}:{task_id}"
+
+    @staticmethod
+    def callback_key(job_id: str) -> str:
+        return f"{PREFIX}callback:{job_id}"
+
+    @property
+    def callbacks_key(self) -> str:
+        return f"{PREFIX}callbacks:{self.namespace}"
 
     def schedule_runs_key(self, task_id: str) -> str:
         return f"{PREFIX}schedule-runs:{self.namespace}:{task_id}"

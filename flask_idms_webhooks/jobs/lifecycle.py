@@ -11,24 +11,23 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, TypeVar
 
-from flask import current_app
 from redis.client import Pipeline
-from rq import Queue, get_current_job
+from rq import Queue
 from rq.job import Job
 
-from ..config import EXTENSION_KEY, Settings
+from ..config import Settings
 from ..errors import (
-    ConfigurationError,
     JobCancelled,
     OutcomeUnknown,
     StoreUnavailable,
     TransientError,
 )
-from ..logs import about_job, job_is_of
+from ..logs import job_is_of
 from ..model.parameters import QueryParameterSet, ResolvedParameter
 from ..model.tasks import Task
+from .callbacks import Callbacks
 from .chain import ChainStarter
 from .context import Heartbeat, JobContext
 from .dispatch import job_id_of, rq_job_id
@@ -59,7 +58,7 @@ from .retrying import Retrying
 from .store import IdempotencyClaim, JobStore, dumps, loads
 from .urls import Urls
 
-__all__ = ["ENTRY_POINT", "JobManager", "job_id_of", "rq_job_id", "run_job"]
+__all__ = ["ENTRY_POINT", "JobManager", "job_id_of", "rq_job_id"]
 
 logger = logging.getLogger("flask_idms_webhooks")
 
@@ -70,28 +69,6 @@ ENTRY_POINT = "flask_idms_webhooks.jobs.run_job"
 R = TypeVar("R")
 #: What puts a job on RQ's queue, on the pipeline of the transaction that records it.
 Enqueue = Callable[[Pipeline], None]
-
-
-class _HasJobs(Protocol):
-    """What ``run_job`` needs of the extension's state on the app."""
-
-    @property
-    def jobs(self) -> JobManager: ...
-
-
-def run_job(job_id: str) -> Outcome | None:
-    """The RQ job function: runs one job inside the worker's app context. (Its RQ job id
-    says which dispatch of the job this is: see ``rq_job_id``.) Answers how this dispatch
-    ended, for the worker to file RQ's job in the registry that says the same."""
-    state = current_app.extensions.get(EXTENSION_KEY)
-    if state is None:
-        raise ConfigurationError(
-            "IdmsWebhooks is not initialised on the worker's app: start workers with "
-            "`flask --app <your app> idms-webhooks worker`"
-        )
-    current = get_current_job()
-    with about_job(job_id):
-        return cast(_HasJobs, state).jobs.run(job_id, current.id if current is not None else job_id)
 
 
 def outcome_of(sealed: bytes) -> Outcome:
@@ -111,6 +88,7 @@ class JobManager(Retrying):
         urls: Urls,
         tasks: Mapping[str, Task],
         parameters: Mapping[str, QueryParameterSet],
+        callbacks: Callbacks,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -118,6 +96,7 @@ class JobManager(Retrying):
         self.urls = urls
         self.tasks = tasks
         self.parameters = parameters
+        self.callbacks = callbacks
         self.chains = ChainStarter(self)
 
     # -- the web side -------------------------------------------------------------------
@@ -140,6 +119,7 @@ class JobManager(Retrying):
         base_url: str,
         trigger: str = WEBHOOK,
         due_on: str | None = None,
+        callback_url: str | None = None,  # as shown: without its query
     ) -> JobDocument:
         """A new job's document (a fresh id, its polling URL, how it was started: a
         ``trigger`` of documents.py); nothing is written yet."""
@@ -152,6 +132,7 @@ class JobManager(Retrying):
             retry_after=self.retry_after(task),
             trigger=trigger,
             due_on=due_on,
+            callback_url=callback_url,
         )
 
     def submit(
@@ -161,6 +142,7 @@ class JobManager(Retrying):
         claim: tuple[str, IdempotencyClaim, int] | None = None,
         body: bytes | None = None,
         counted: tuple[str, int] | None = None,
+        callback: str | None = None,  # its callback URL, whole (``JobStore.create``)
     ) -> IdempotencyClaim | None:
         """Write a new job's record (``body``: the document already serialised, if the
         caller has it) and enqueue it, in one transaction; answers None.
@@ -181,6 +163,7 @@ class JobManager(Retrying):
                 claim=claim,
                 counted=counted,
                 exclusive=task.one_at_a_time,
+                callback=callback,
             )
         except StoreUnavailable as error:
             if not error.sent:
@@ -311,6 +294,7 @@ class JobManager(Retrying):
         message, fields = finished_line(document)
         logger.info(message, extra=fields)
         self.store.count_finished(document)
+        self.callbacks.sealed(document)  # its callback, if it has one, queued
 
     def patiently(self, call: Callable[[], R]) -> R:
         """``call()``, riding out Redis being away for up to the outage setting."""

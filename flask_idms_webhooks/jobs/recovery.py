@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 
 from ..errors import StoreUnavailable
+from .callbacks import is_delivery
 from .dispatch import Dispatch
 from .documents import (
     CANCELLED,
@@ -87,8 +88,9 @@ class Recovery:
         now = time.time()
         queue = self.jobs.queue
         # Ours, and what RQ holds as taken and not started (a job an earlier release
-        # queued is not in our list).
-        taken = map(job_id_of, self.store.waiting(queue.intermediate_queue_key))
+        # queued is not in our list); a callback's delivery is not a job.
+        intermediate = self.store.waiting(queue.intermediate_queue_key)
+        taken = [job_id_of(rq_id) for rq_id in intermediate if not is_delivery(rq_id)]
         due = [*self.store.queued(due_by=now), *taken]
         if not due:
             return 0

@@ -75,6 +75,7 @@ class JobStore(ScheduleRecords, JobListing):
         claim: tuple[str, IdempotencyClaim, int] | None = None,
         counted: tuple[str, int] | None = None,
         exclusive: bool = False,
+        callback: str | None = None,
     ) -> IdempotencyClaim | None:
         """Write a new job's record and enqueue it, in one transaction; answers None.
 
@@ -85,13 +86,14 @@ class JobStore(ScheduleRecords, JobListing):
         nothing is written and the earlier claim is answered. (A claim and its job exist
         together or not at all, whatever instant Redis stops answering.) ``counted`` (the
         webhook and the code it answers) counts the trigger in the same transaction.
+        ``callback`` (its URL, whole) is the job's completion callback, recorded with it.
         ``exclusive`` (a task that runs one job at a time): if a job of the task is queued
         or running, nothing is written and ``TaskBusy`` raised with its document; checked
         in the transaction, so of triggers arriving together exactly one starts a job.
         """
         with self.redis.pipeline() as pipe:
             if claim is None and not exclusive:
-                self._write_new(pipe, document, live_ttl, enqueue, body)
+                self._write_new(pipe, document, live_ttl, enqueue, body, callback)
                 if counted is not None:
                     count_trigger(pipe, document["TaskId"], *counted)
                 pipe.execute()
@@ -113,7 +115,7 @@ class JobStore(ScheduleRecords, JobListing):
                         return claimed
                     if running is not None:
                         raise TaskBusy(loads(running))
-                    self._write_new(pipe, document, live_ttl, enqueue, body)
+                    self._write_new(pipe, document, live_ttl, enqueue, body, callback)
                     if counted is not None:
                         count_trigger(pipe, document["TaskId"], *counted)
                     if claim is not None and claim_key is not None:
@@ -212,6 +214,8 @@ class JobStore(ScheduleRecords, JobListing):
             pipe.zrem(self.QUEUED, job_id)
             pipe.srem(self.active_key(document["TaskId"]), job_id)
             seal_index(pipe, job_id, document["Status"], time.time())
+            if document.get("CallbackUrl"):
+                self.mark_callback_due(pipe, job_id)
             self._push_errors(pipe, job_id, row_errors)
             pipe.expire(self.errors_key(job_id), self.result_ttl)
             written = pipe.execute()[1 if counted else 0]

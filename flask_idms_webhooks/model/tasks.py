@@ -175,6 +175,9 @@ class Task:
     #: ``whsec_`` secrets (several: a rotation), on top of the task key.
     require_signature: bool = False
     signing_secrets: tuple[str, ...] = ()
+    #: The secret its completion callbacks are signed with (``whsec_`` + base64); None:
+    #: derived from the app's secret.
+    callback_secret: str | None = None
 
     @property
     def one_at_a_time(self) -> bool:
@@ -194,11 +197,9 @@ class Task:
         if not self.require_signature:
             return "signing_secrets", "given without require_signature = true"
         for index, secret in enumerate(self.signing_secrets):
-            if not is_webhook_secret(secret):
-                return (
-                    f"signing_secrets[{index}]",
-                    "must be whsec_ then the base64 of 24 to 64 random bytes",
-                )
+            problem = webhook_secret_problem(secret)
+            if problem is not None:
+                return f"signing_secrets[{index}]", problem
         return None
 
     def retry_problem(self) -> str | None:
@@ -222,16 +223,25 @@ class Task:
         return None
 
 
-def is_webhook_secret(secret: object) -> bool:
-    """Whether ``secret`` is a Standard Webhooks secret: ``whsec_`` + base64 of 24 to 64
-    bytes."""
-    if not isinstance(secret, str) or not secret.startswith("whsec_"):
-        return False
+#: How a Standard Webhooks secret starts; the rest is base64.
+WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
+#: The secret's length the Standard Webhooks specification asks for, in bytes.
+WEBHOOK_SECRET_BYTES = (24, 64)
+
+
+def webhook_secret_problem(value: object) -> str | None:
+    """What is wrong with a Standard Webhooks secret (a ``callback_secret``, one of the
+    ``signing_secrets``), if anything."""
+    if not isinstance(value, str) or not value.startswith(WEBHOOK_SECRET_PREFIX):
+        return 'must be a Standard Webhooks secret: "whsec_" followed by base64'
     try:
-        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+        raw = base64.b64decode(value[len(WEBHOOK_SECRET_PREFIX) :], validate=True)
     except (binascii.Error, ValueError):
-        return False
-    return 24 <= len(key) <= 64
+        return 'must be "whsec_" followed by valid base64'
+    low, high = WEBHOOK_SECRET_BYTES
+    if not low <= len(raw) <= high:
+        return f"must hold {low} to {high} bytes (base64 after whsec_), got {len(raw)}"
+    return None
 
 
 def chain_errors(tasks: Mapping[str, Task]) -> tuple[str, str, str] | None:

@@ -39,6 +39,7 @@ class TaskDocument(TypedDict):
     QueryParameters: list[dict[str, Any]]
     BodyTemplate: dict[str, Any]
     Schedule: ScheduleView | None
+    CallbackSecret: str
 
 
 class ExecuteAnswer(TypedDict):
@@ -159,6 +160,7 @@ def task_document(
         "QueryParameters": parameters.describe(),
         "BodyTemplate": parameters.body_template(),
         "Schedule": schedule,
+        "CallbackSecret": state.credentials.callback_secret(task),
     }
 
 

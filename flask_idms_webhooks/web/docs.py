@@ -55,7 +55,10 @@ ERROR_DESCRIPTIONS = {
     409: "The job has already finished.",
     413: "The body is larger than IDMS_WEBHOOKS_MAX_BODY_SIZE.",
     415: "A non-empty body that is not application/json.",
-    422: "Invalid QueryParameters (unknown, ambiguous, wrong type, or a Required one missing).",
+    422: (
+        "Invalid QueryParameters (unknown, ambiguous, wrong type, or a Required one missing), "
+        "or a CallbackUrl this server does not send callbacks to."
+    ),
 }
 
 #: OpenAPI security schemes (registered by the extension), so "Authorize" in Swagger UI works.

@@ -26,6 +26,16 @@ class IdmsTriggerBodySchema(Schema):
         allow_none=True,
         metadata={"description": "Prompt values keyed by filter column name (or qualified name)."},
     )
+    CallbackUrl = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "Where to POST the job's final document once it has finished, "
+            "signed per Standard Webhooks (https; its host must be allowed by "
+            "IDMS_WEBHOOKS_CALLBACK_HOSTS, else 422). Null or absent: no callback.",
+            "example": "https://prod-00.westeurope.logic.azure.com/workflows/1f2e/runs/08584"
+            "/run?api-version=2016-06-01&sig=…",
+        },
+    )
 
 
 class IdmsParameterValueSchema(Schema):
@@ -119,6 +129,14 @@ class IdmsJobSchema(Schema):
         allow_none=True,
         metadata={"description": "A scheduled run's due time (UTC); null for the others."},
     )
+    CallbackUrl = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "Where the job's completion callback goes, without its query "
+            "(it may hold a credential); null without one. Its delivery state: "
+            "GET /jobs/{job_id}/callback."
+        },
+    )
 
 
 class IdmsExecuteSchema(Schema):
@@ -202,6 +220,12 @@ class IdmsTaskSchema(Schema):
     Schedule = fields.Nested(
         IdmsScheduleSchema, allow_none=True, metadata={"description": "Null: webhooks only."}
     )
+    CallbackSecret = fields.String(
+        metadata={
+            "description": "The secret the task's completion callbacks are signed with "
+            "(whsec_..., Standard Webhooks): the receiver verifies them with it."
+        }
+    )
 
 
 class IdmsJobListArgsSchema(Schema):
@@ -278,4 +302,33 @@ QUEUED_JOB_EXAMPLE: dict[str, Any] = {
     "Attempts": [],
     "Trigger": WEBHOOK,
     "DueOn": None,
+    "CallbackUrl": None,
 }
+
+
+class IdmsCallbackSchema(Schema):
+    """The delivery state of a job's completion callback."""
+
+    Url = fields.String(metadata={"description": "The callback URL, without its query."})
+    Attempts = fields.Integer(metadata={"description": "Attempts made so far."})
+    LastStatus = fields.String(
+        allow_none=True,
+        metadata={
+            "description": 'The last attempt\'s HTTP status ("200", "503"), or what went '
+            "wrong: Timeout, ConnectError (or another network error), ResolveError, "
+            "AddressRefused, InvalidUrl, Expired, UnknownTask; null before the first."
+        },
+    )
+    DeliveredOn = fields.String(
+        allow_none=True, metadata={"description": "When a 2xx answered (UTC); null until then."}
+    )
+    State = fields.String(
+        validate=validate.OneOf(["pending", "delivering", "retrying", "delivered", "failed"]),
+        metadata={
+            "description": "pending (the job runs), delivering (an attempt is due or under "
+            "way), retrying (waiting for NextAttemptOn), delivered, failed (given up)."
+        },
+    )
+    NextAttemptOn = fields.String(
+        allow_none=True, metadata={"description": "When the next attempt is due (retrying)."}
+    )

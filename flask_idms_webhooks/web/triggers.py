@@ -22,6 +22,7 @@ from ..state import WebhooksState, state_of
 from .answers import PollAnswer, execute_answer, json_answer, poll_headers, refuse, request_root
 from .auth import known_task, require_task_key
 from .bodies import parse_json_body
+from .callbacks import callback_url, shown
 from .concurrency import busy_answer
 from .metrics import count_refused
 from .schemas import MAX_IDEMPOTENCY_KEY, IdmsTriggerBodySchema
@@ -107,7 +108,9 @@ def start_job(
     request's ``webhook-id``)."""
     parameters = resolve_parameters(state, task, body)
     scope = claim_scope(task, route, body, webhook_id)
-    document = state.jobs.prepare(task, parameters, state.urls.base(request_root()))
+    callback = callback_url(state, body)
+    base = state.urls.base(request_root())
+    document = state.jobs.prepare(task, parameters, base, callback_url=shown(callback))
     record = dumps(document)
     if route == "polling":
         status, answer, headers = 202, record, poll_headers(document)
@@ -125,7 +128,12 @@ def start_job(
         claim = (scope.key, first, scope.ttl)
     try:
         claimed = state.jobs.submit(
-            task, document, claim=claim, body=record, counted=(route, status)
+            task,
+            document,
+            claim=claim,
+            body=record,
+            counted=(route, status),
+            callback=callback,
         )
     except TaskBusy as busy:
         return busy_answer(task, cast(JobDocument, busy.running), document, route)

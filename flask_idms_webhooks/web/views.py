@@ -21,7 +21,7 @@ from ..model.tasks import Task
 from ..state import state_of
 
 # Routes of their own modules, on the same Blueprint (registered by being imported).
-from . import connector, dashboard, health, listing, metrics, tracing  # noqa: F401
+from . import callbacks, connector, dashboard, health, listing, metrics, tracing  # noqa: F401
 from .answers import (
     TaskDocument,
     ValidateAnswer,
@@ -194,6 +194,7 @@ def validate(body: dict[str, Any], task_id: str) -> ValidateAnswer:
     state = state_of(current_app)
     task = known_task(state, task_id)
     parameters = resolve_parameters(state, task, body)
+    callbacks.callback_url(state, body)  # a CallbackUrl a webhook would refuse is a 422 here
     return {
         "TaskId": task.id,
         "QueryParameters": {key: value.as_document() for key, value in parameters.items()},
