@@ -12,6 +12,7 @@ from .config import EXTENSION_KEY, Settings
 from .errors import ConfigurationError
 from .iupdate.connections import Connections
 from .jobs.lifecycle import JobManager
+from .jobs.rate_limits import RateLimits, task_limits
 from .jobs.recovery import Recovery
 from .jobs.redis import queue_for
 from .jobs.scheduler import Scheduler, SchedulerLoop
@@ -39,6 +40,7 @@ class WebhooksState:
     jobs: JobManager = field(init=False)
     recovery: Recovery = field(init=False)
     scheduler: Scheduler = field(init=False)
+    rate_limits: RateLimits = field(init=False)
 
     def __post_init__(self) -> None:
         self.store = JobStore(
@@ -59,6 +61,13 @@ class WebhooksState:
         )
         self.recovery = Recovery(self.jobs)
         self.scheduler = Scheduler(self.jobs)
+        self.rate_limits = RateLimits(
+            self.redis,
+            self.settings.queue_name,
+            triggers=task_limits(self.tasks.values(), self.settings.rate_limit),
+            auth_failures=self.settings.auth_failure_limit,
+            polls=self.settings.poll_rate_limit,
+        )
 
     def scheduler_loop(self) -> SchedulerLoop | None:
         """A thread to take part in running the schedules (None: no task has one)."""

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .config import parse_duration
+from .config import parse_duration, parse_rate_limit
 from .errors import TaskLoadError
 from .iupdate.connections import (
     ENV_REFERENCE,
@@ -48,6 +48,7 @@ E = TypeVar("E", Prompt, Operator, DataType, Action, CatchUp)
 
 TASK_KEYS = {
     "id", "name", "description", "key", "key_version", "timeout", "retry_after",
+    "rate_limit",
     "handler", "source", "target", "chain", "retries", "retry_delays", "idempotent",
     *SCHEDULE_KEYS,
 }  # fmt: skip
@@ -273,6 +274,7 @@ class _TaskReader:
             retry_after=self.duration("retry_after"),
             key=table.get("key") or None,
             key_version=key_version,
+            rate_limit=self.rate_limit(),
             source=source,
             target=target,
             chain=chain,
@@ -335,6 +337,17 @@ class _TaskReader:
             return tuple(parse_duration(item) for item in raw)
         except ValueError as error:
             raise self.fail(str(error), key) from None
+
+    def rate_limit(self) -> str | None:
+        """The task's own ``rate_limit`` (flask-limiter's notation), checked here."""
+        if "rate_limit" not in self.table:
+            return None
+        value = self.table["rate_limit"]
+        try:
+            parse_rate_limit(value)
+        except ValueError as error:
+            raise self.fail(str(error), "rate_limit") from None
+        return str(value)
 
     def duration(self, key: str) -> int | None:
         if key not in self.table:

@@ -56,6 +56,27 @@ ERROR_DESCRIPTIONS = {
     413: "The body is larger than IDMS_WEBHOOKS_MAX_BODY_SIZE.",
     415: "A non-empty body that is not application/json.",
     422: "Invalid QueryParameters (unknown, ambiguous, wrong type, or a Required one missing).",
+    429: (
+        "Too many failed credentials from this client address "
+        "(IDMS_WEBHOOKS_AUTH_FAILURE_LIMIT): a failing request gets 429 instead of 401 until "
+        "Retry-After; valid credentials still pass."
+    ),
+}
+#: The 429 of the webhooks and of the poll, which have limits of their own.
+TRIGGERS_LIMITED = (
+    "Too many triggers of this task (IDMS_WEBHOOKS_RATE_LIMIT, or the task's rate_limit; "
+    "nothing started, and a repeat of an Idempotency-Key still replays), or too many failed "
+    "credentials from this client address (IDMS_WEBHOOKS_AUTH_FAILURE_LIMIT). Retry after "
+    "Retry-After seconds."
+)
+POLLS_LIMITED = (
+    "Too many polls from this client address (IDMS_WEBHOOKS_POLL_RATE_LIMIT), or too many "
+    "failed credentials from it (IDMS_WEBHOOKS_AUTH_FAILURE_LIMIT). Retry after Retry-After "
+    "seconds."
+)
+LIMIT_RETRY_AFTER_HEADER = {
+    "description": "Seconds until the limit frees a slot (an integer).",
+    "schema": {"type": "integer"},
 }
 
 #: OpenAPI security schemes (registered by the extension), so "Authorize" in Swagger UI works.
@@ -99,14 +120,25 @@ IDEMPOTENCY_KEY_DOC = blp.doc(
 )
 
 
-def documented_errors(*codes: int, store: bool = True) -> Callable[[F], F]:
+def documented_errors(
+    *codes: int, store: bool = True, too_many: str | None = None
+) -> Callable[[F], F]:
     """Document error answers in flask-smorest's error shape; with ``store`` (the route
-    reads or writes Redis) also 503 with Retry-After."""
+    reads or writes Redis) also 503 with Retry-After. A route that checks credentials
+    (401) may answer 429 with Retry-After too: ``too_many`` says why, when it has limits
+    of its own."""
 
     def decorate(view: F) -> F:
         for code in codes:
             view = blp.alt_response(
                 code, schema=IdmsErrorSchema, description=ERROR_DESCRIPTIONS[code]
+            )(view)
+        if 401 in codes or too_many is not None:
+            view = blp.alt_response(
+                429,
+                schema=IdmsErrorSchema,
+                description=too_many or ERROR_DESCRIPTIONS[429],
+                headers={"Retry-After": LIMIT_RETRY_AFTER_HEADER},
             )(view)
         if not store:
             return view
@@ -166,7 +198,7 @@ def webhook_docs(response: Callable[[Any], Any]) -> Callable[[F], F]:
         blp.arguments(IdmsTriggerBodySchema, required=False),
         response,
         IDEMPOTENCY_KEY_DOC,
-        documented_errors(400, 401, 404, 413, 415, 422),
+        documented_errors(400, 401, 404, 413, 415, 422, too_many=TRIGGERS_LIMITED),
     )
 
 

@@ -22,6 +22,7 @@ from .answers import PollAnswer, execute_answer, json_answer, poll_headers, refu
 from .auth import known_task, require_task_key
 from .bodies import parse_json_body
 from .metrics import count_refused
+from .rate_limits import limit_trigger
 from .schemas import MAX_IDEMPOTENCY_KEY, IdmsTriggerBodySchema
 
 TRIGGER_BODY_SCHEMA = IdmsTriggerBodySchema()
@@ -75,6 +76,7 @@ def start_job(state: WebhooksState, task: Task, body: dict[str, Any], route: str
     """Start a job (or replay the first answer of an ``Idempotency-Key``)."""
     parameters = resolve_parameters(state, task, body)
     scope = idempotency_scope(task, route, body)
+    limit_trigger(state, task, scope[0] if scope else None)  # 429 past the task's limit
     document = state.jobs.prepare(task, parameters, state.urls.base(request_root()))
     record = dumps(document)
     if route == "polling":
