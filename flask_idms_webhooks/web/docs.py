@@ -62,18 +62,6 @@ ERROR_DESCRIPTIONS = {
         "Retry-After; valid credentials still pass."
     ),
 }
-#: The 429 of the webhooks and of the poll, which have limits of their own.
-TRIGGERS_LIMITED = (
-    "Too many triggers of this task (IDMS_WEBHOOKS_RATE_LIMIT, or the task's rate_limit; "
-    "nothing started, and a repeat of an Idempotency-Key still replays), or too many failed "
-    "credentials from this client address (IDMS_WEBHOOKS_AUTH_FAILURE_LIMIT). Retry after "
-    "Retry-After seconds."
-)
-POLLS_LIMITED = (
-    "Too many polls from this client address (IDMS_WEBHOOKS_POLL_RATE_LIMIT), or too many "
-    "failed credentials from it (IDMS_WEBHOOKS_AUTH_FAILURE_LIMIT). Retry after Retry-After "
-    "seconds."
-)
 LIMIT_RETRY_AFTER_HEADER = {
     "description": "Seconds until the limit frees a slot (an integer).",
     "schema": {"type": "integer"},
@@ -120,24 +108,21 @@ IDEMPOTENCY_KEY_DOC = blp.doc(
 )
 
 
-def documented_errors(
-    *codes: int, store: bool = True, too_many: str | None = None
-) -> Callable[[F], F]:
+def documented_errors(*codes: int, store: bool = True) -> Callable[[F], F]:
     """Document error answers in flask-smorest's error shape; with ``store`` (the route
     reads or writes Redis) also 503 with Retry-After. A route that checks credentials
-    (401) may answer 429 with Retry-After too: ``too_many`` says why, when it has limits
-    of its own."""
+    (401) may also answer 429 with Retry-After (``IDMS_WEBHOOKS_AUTH_FAILURE_LIMIT``)."""
 
     def decorate(view: F) -> F:
         for code in codes:
             view = blp.alt_response(
                 code, schema=IdmsErrorSchema, description=ERROR_DESCRIPTIONS[code]
             )(view)
-        if 401 in codes or too_many is not None:
+        if 401 in codes:
             view = blp.alt_response(
                 429,
                 schema=IdmsErrorSchema,
-                description=too_many or ERROR_DESCRIPTIONS[429],
+                description=ERROR_DESCRIPTIONS[429],
                 headers={"Retry-After": LIMIT_RETRY_AFTER_HEADER},
             )(view)
         if not store:
@@ -156,6 +141,25 @@ def documented_errors(
         return documented_view
 
     return decorate
+
+
+def limits_doc(description: str) -> Callable[[F], F]:
+    """The 429 of a route with limits of its own, described: ``documented_errors`` lists
+    it (with its schema and Retry-After) on every route that answers 401."""
+    return blp.doc(responses={429: {"description": description}})  # type: ignore[no-any-return]
+
+
+TRIGGERS_LIMITED = limits_doc(
+    "Too many triggers of this task (IDMS_WEBHOOKS_RATE_LIMIT, or the task's rate_limit; "
+    "nothing started, and a repeat of an Idempotency-Key still replays), or too many failed "
+    "credentials from this client address (IDMS_WEBHOOKS_AUTH_FAILURE_LIMIT). Retry after "
+    "Retry-After seconds."
+)
+POLLS_LIMITED = limits_doc(
+    "Too many polls from this client address (IDMS_WEBHOOKS_POLL_RATE_LIMIT), or too many "
+    "failed credentials from it (IDMS_WEBHOOKS_AUTH_FAILURE_LIMIT). Retry after Retry-After "
+    "seconds."
+)
 
 
 def documented(*decorators: Callable[[Any], Any]) -> Callable[[F], F]:
@@ -195,10 +199,11 @@ def webhook_docs(response: Callable[[Any], Any]) -> Callable[[F], F]:
     """The documentation both webhooks share, around each one's success ``response``."""
     return documented(
         TASK_KEY_ONLY,
+        TRIGGERS_LIMITED,
         blp.arguments(IdmsTriggerBodySchema, required=False),
         response,
         IDEMPOTENCY_KEY_DOC,
-        documented_errors(400, 401, 404, 413, 415, 422, too_many=TRIGGERS_LIMITED),
+        documented_errors(400, 401, 404, 413, 415, 422),
     )
 
 

@@ -215,7 +215,8 @@ def validate(body: dict[str, Any], task_id: str) -> ValidateAnswer:
         success=True,
         example=QUEUED_JOB_EXAMPLE,
     ),
-    documented_errors(401, 404, too_many=POLLS_LIMITED),
+    documented_errors(401, 404),
+    POLLS_LIMITED,
 )
 def poll_job(job_id: str) -> Response:
     """Poll a job: 202 while queued or running, then 200 with the final document. (A
@@ -254,7 +255,8 @@ def cancel_job(job_id: str) -> Response:
     content_type="text/csv",
     description="Every row error of the job (up to 10,000): columns Row, Message.",
 )
-@documented_errors(401, 404, too_many=POLLS_LIMITED)
+@documented_errors(401, 404)
+@POLLS_LIMITED
 def job_errors(job_id: str) -> Response:
     """Download a job's row errors as CSV (job token or task key)."""
     state = state_of(current_app)
