@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask
+from limits import RateLimitItem, parse_many
 
 from .errors import ConfigurationError
 
@@ -57,6 +58,10 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "CALLBACK_RETRY_FOR": ("24h", "How long a callback is retried, from the end of its job."),
     "CALLBACK_BACKOFF": ("10s", "Wait before a callback's first retry; doubles, up to an hour."),
     "CALLBACK_TIMEOUT": ("10s", "Time a callback's receiver has to answer (at most 60 s)."),
+    "RATE_LIMIT": (None, 'Triggers per task, e.g. "60/minute" (unset: none; a task may override).'),
+    "AUTH_FAILURE_LIMIT": ("20/minute", "Failed credentials per client address, then 429 not 401."),
+    "POLL_RATE_LIMIT": (None, 'Polls per client address, e.g. "600/minute" (unset: none).'),
+    "PROXY_FIX": (None, 'Trust proxy headers: ProxyFix\'s "x_for=1,x_proto=1", or N for x_for=N.'),
 }
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
@@ -76,6 +81,55 @@ def parse_duration(value: object) -> int:
     if seconds <= 0:
         raise ValueError(f"a duration must be positive: {value!r}")
     return seconds
+
+
+#: No rate limit: what an unset, empty or "off" setting means.
+NO_LIMIT = ("", "off")
+#: The keyword arguments of werkzeug's ``ProxyFix`` (the number of proxies trusted for each).
+PROXY_FIX_HEADERS = ("x_for", "x_proto", "x_host", "x_port", "x_prefix")
+
+
+def parse_rate_limit(value: object) -> tuple[RateLimitItem, ...]:
+    """Rate limits in flask-limiter's notation (``"60/minute"``, ``"10 per 2 seconds"``,
+    several separated by ``;``); ``()`` for None, ``""`` or ``"off"``; ``ValueError``
+    otherwise."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in NO_LIMIT):
+        return ()
+    if not isinstance(value, str):
+        raise ValueError(f'not a rate limit (e.g. "60/minute"): {value!r}')
+    try:
+        items = tuple(parse_many(value.strip()))
+    except ValueError:
+        raise ValueError(
+            f'not a rate limit (e.g. "60/minute", "10 per 2 seconds", "5/second;100/hour"): '
+            f"{value!r}"
+        ) from None
+    if any(item.amount <= 0 for item in items):
+        raise ValueError(f'a rate limit allows at least 1 (use "off" for none): {value!r}')
+    return items
+
+
+def parse_proxy_fix(value: object) -> dict[str, int]:
+    """ProxyFix's keyword arguments from ``"x_for=1,x_proto=1"``, or from a number N
+    (``x_for=N``: the client address only); ``{}`` for None, ``""``, 0 or ``"off"``;
+    ``ValueError`` otherwise."""
+    text = "" if value is None else str(value).strip()
+    if text.lower() in ("", "0", "off"):
+        return {}
+    if text.isdigit() and not isinstance(value, bool):
+        return {"x_for": int(text)}
+    trusted: dict[str, int] = {}
+    for part in text.split(","):
+        name, _, hops = (piece.strip() for piece in part.partition("="))
+        if name not in PROXY_FIX_HEADERS or not hops.isdigit():
+            raise ValueError(
+                "not a ProxyFix configuration (a number of proxies, for x_for, or "
+                f"{', '.join(f'{header}=N' for header in PROXY_FIX_HEADERS)} separated by "
+                f"commas): {value!r}"
+            )
+        if int(hops):
+            trusted[name] = int(hops)
+    return trusted
 
 
 @dataclass(frozen=True)
@@ -111,6 +165,10 @@ class Settings:
     callback_retry_for: int = 24 * 3600
     callback_backoff: int = 10
     callback_timeout: int = 10
+    rate_limit: tuple[RateLimitItem, ...] = ()
+    auth_failure_limit: tuple[RateLimitItem, ...] = ()
+    poll_rate_limit: tuple[RateLimitItem, ...] = ()
+    proxy_fix: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_app(cls, app: Flask) -> Settings:
@@ -150,6 +208,18 @@ class Settings:
             if isinstance(value, bool):
                 return value
             raise ConfigurationError(f"{PREFIX}{name} must be true or false, got {value!r}")
+
+        def rate_limit(name: str) -> tuple[RateLimitItem, ...]:
+            try:
+                return parse_rate_limit(get(name))
+            except ValueError as error:
+                raise ConfigurationError(f"{PREFIX}{name}: {error}") from None
+
+        def proxy_fix(name: str) -> dict[str, int]:
+            try:
+                return parse_proxy_fix(get(name))
+            except ValueError as error:
+                raise ConfigurationError(f"{PREFIX}{name}: {error}") from None
 
         redis_url = get("REDIS_URL")
         if not redis_url:
@@ -203,6 +273,10 @@ class Settings:
             callback_retry_for=duration("CALLBACK_RETRY_FOR"),
             callback_backoff=duration("CALLBACK_BACKOFF"),
             callback_timeout=at_most(60, "CALLBACK_TIMEOUT", duration("CALLBACK_TIMEOUT")),
+            rate_limit=rate_limit("RATE_LIMIT"),
+            auth_failure_limit=rate_limit("AUTH_FAILURE_LIMIT"),
+            poll_rate_limit=rate_limit("POLL_RATE_LIMIT"),
+            proxy_fix=proxy_fix("PROXY_FIX"),
         )
 
 

@@ -13,6 +13,7 @@ from typing import Any, TypeVar, cast
 import redis
 from flask import Flask
 from flask_smorest import Api
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .cli import cli
 from .config import EXTENSION_KEY, Settings
@@ -99,6 +100,7 @@ class IdmsWebhooks:
         retry_after: int | None = None,
         key: str | None = None,
         key_version: int = 1,
+        rate_limit: str | None = None,
         on_success: Iterable[str] = (),
         on_failure: Iterable[str] = (),
         chain_parameters: Mapping[str, Any] | None = None,
@@ -168,6 +170,7 @@ class IdmsWebhooks:
                 retry_after=retry_after,
                 key=key,
                 key_version=key_version,
+                rate_limit=rate_limit,
                 retries=retries,
                 retry_delays=tuple(retry_delays),
                 idempotent=idempotent,
@@ -250,6 +253,13 @@ class IdmsWebhooks:
             redis=self._redis_connection or web_redis(settings.redis_url, settings.redis_timeout),
             connections=connections,
         )
+        if settings.proxy_fix:  # the client address of the rate limits, and the URLs
+            if isinstance(app.wsgi_app, ProxyFix):
+                raise ConfigurationError(
+                    "IDMS_WEBHOOKS_PROXY_FIX is set and app.wsgi_app is a ProxyFix already: "
+                    "the proxy headers would be trusted twice. Keep one of them."
+                )
+            app.wsgi_app = ProxyFix(app.wsgi_app, **settings.proxy_fix)  # type: ignore[method-assign]
         app.extensions[EXTENSION_KEY] = state
         warn_if_evicting(state.redis, "idms-webhooks (web)")
         if api is None:

@@ -13,6 +13,7 @@ from .errors import ConfigurationError
 from .iupdate.connections import Connections
 from .jobs.callbacks import Callbacks
 from .jobs.lifecycle import JobManager
+from .jobs.rate_limits import RateLimits, task_limits
 from .jobs.recovery import Recovery
 from .jobs.redis import queue_for
 from .jobs.scheduler import Scheduler, SchedulerLoop
@@ -41,6 +42,7 @@ class WebhooksState:
     recovery: Recovery = field(init=False)
     scheduler: Scheduler = field(init=False)
     callbacks: Callbacks = field(init=False)
+    rate_limits: RateLimits = field(init=False)
 
     def __post_init__(self) -> None:
         self.store = JobStore(
@@ -69,6 +71,13 @@ class WebhooksState:
         )
         self.recovery = Recovery(self.jobs)
         self.scheduler = Scheduler(self.jobs)
+        self.rate_limits = RateLimits(
+            self.redis,
+            self.settings.queue_name,
+            triggers=task_limits(self.tasks.values(), self.settings.rate_limit),
+            auth_failures=self.settings.auth_failure_limit,
+            polls=self.settings.poll_rate_limit,
+        )
 
     def scheduler_loop(self) -> SchedulerLoop | None:
         """A thread to take part in running the schedules (None: no task has one)."""

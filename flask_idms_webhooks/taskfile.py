@@ -7,19 +7,18 @@ from __future__ import annotations
 
 import importlib
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .config import parse_duration
+from .config import parse_duration, parse_rate_limit
 from .errors import TaskLoadError
 from .iupdate.connections import (
-    ENV_REFERENCE,
     FROM_THE_ENVIRONMENT,
     Connections,
     check_profile,
+    expand_environment,
     literal_secret,
     refuse_literal_secrets,
     resolve_sqlite_path,
@@ -46,11 +45,11 @@ from .model.tasks import (
     webhook_secret_problem,
 )
 
-_ENV = ENV_REFERENCE
 E = TypeVar("E", Prompt, Operator, DataType, Action, Concurrency)
 
 TASK_KEYS = {
     "id", "name", "description", "key", "key_version", "timeout", "retry_after",
+    "rate_limit",
     "handler", "source", "target", "chain", "retries", "retry_delays", "idempotent",
     "concurrency", "require_signature", "signing_secrets", "callback_secret", *SCHEDULE_KEYS,
 }  # fmt: skip
@@ -63,24 +62,6 @@ CHAIN_KEYS = {"on_success", "on_failure", "parameters"}
 FILTER_KEYS = {
     "business_object", "column", "operator", "type", "prompt", "default", "query_default", "key",
 }  # fmt: skip
-
-
-def _expand(value: Any, path: str, where: dict[str, str]) -> Any:
-    """Replace ``${NAME}`` by the environment variable NAME in every string, recursively."""
-    if isinstance(value, str):
-
-        def substitute(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name not in os.environ:
-                raise TaskLoadError(f"environment variable {name} is not set", key=path, **where)
-            return os.environ[name]
-
-        return _ENV.sub(substitute, value)
-    if isinstance(value, list):
-        return [_expand(item, f"{path}[{i}]", where) for i, item in enumerate(value)]
-    if isinstance(value, dict):
-        return {k: _expand(v, f"{path}.{k}" if path else k, where) for k, v in value.items()}
-    return value
 
 
 class _TaskReader:
@@ -295,6 +276,7 @@ class _TaskReader:
             retry_after=self.duration("retry_after"),
             key=table.get("key") or None,
             key_version=key_version,
+            rate_limit=self.rate_limit(),
             source=source,
             target=target,
             chain=chain,
@@ -350,6 +332,17 @@ class _TaskReader:
         except ValueError as error:
             raise self.fail(str(error), key) from None
 
+    def rate_limit(self) -> str | None:
+        """The task's own ``rate_limit`` (flask-limiter's notation), checked here."""
+        if "rate_limit" not in self.table:
+            return None
+        value = self.table["rate_limit"]
+        try:
+            parse_rate_limit(value)
+        except ValueError as error:
+            raise self.fail(str(error), "rate_limit") from None
+        return str(value)
+
     def duration(self, key: str) -> int | None:
         if key not in self.table:
             return None
@@ -375,7 +368,7 @@ def load_task_file(
     raw_profiles = document.get("connections") or {}
     for name, profile in raw_profiles.items() if isinstance(raw_profiles, dict) else ():
         refuse_literal_secrets(name, profile, source)
-    profiles = _expand(raw_profiles, "connections", {"source": source})
+    profiles = expand_environment(raw_profiles, "connections", {"source": source})
     base = Path(path).resolve().parent
     if not isinstance(profiles, dict):
         raise TaskLoadError("`connections` must be a table", source=source, key="connections")
@@ -397,7 +390,7 @@ def load_task_file(
             reader.secrets("signing_secrets")  # as written: references, not secrets
         if literal_secret(raw.get("callback_secret")):  # a signing secret, as a password
             raise reader.fail(FROM_THE_ENVIRONMENT, "callback_secret")
-        expanded = _expand(raw, "", {"source": source, "task": reader.task_id})
+        expanded = expand_environment(raw, "", {"source": source, "task": reader.task_id})
         reader = _TaskReader(source, expanded, index, seconds=schedule_seconds, expanded=True)
         task = reader.task(profiles, connections)
         if task.id in seen:

@@ -7,6 +7,7 @@ not cross a fork (a work-horse forgets what it inherited, as it does the Redis c
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Callable, Mapping
@@ -197,6 +198,26 @@ class Connections:
 
 #: A ``${NAME}`` reference to an environment variable in a task file.
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_environment(value: Any, path: str, where: dict[str, str]) -> Any:
+    """Replace ``${NAME}`` by the environment variable NAME in every string, recursively."""
+    if isinstance(value, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in os.environ:
+                raise TaskLoadError(f"environment variable {name} is not set", key=path, **where)
+            return os.environ[name]
+
+        return ENV_REFERENCE.sub(substitute, value)
+    if isinstance(value, list):
+        return [expand_environment(item, f"{path}[{i}]", where) for i, item in enumerate(value)]
+    if isinstance(value, dict):
+        return {
+            k: expand_environment(v, f"{path}.{k}" if path else k, where) for k, v in value.items()
+        }
+    return value
 
 
 #: Why a secret written in a task file is refused.

@@ -273,3 +273,8 @@ class JobStore(ScheduleRecords, JobListing):
         if gone:
             self.redis.zrem(key, *gone)
         return total - len(gone), documents
+
+    @available
+    def claimed(self, key: str) -> bool:
+        """Whether an ``Idempotency-Key`` claim exists (its request would be a replay)."""
+        return bool(self.redis.exists(self.claim_key(key)))

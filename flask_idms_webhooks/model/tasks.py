@@ -160,6 +160,8 @@ class Task:
     retry_after: int | None = None  # seconds; None: IDMS_WEBHOOKS_RETRY_AFTER
     key: str | None = None  # the webhook key as given; None: derived from the secret
     key_version: int = 1  # bump to rotate a derived key
+    #: Triggers allowed, e.g. "10/minute" ("off": none); None: IDMS_WEBHOOKS_RATE_LIMIT.
+    rate_limit: str | None = None
     source: Source | None = None
     target: Target | None = None
     chain: Chain = field(default_factory=Chain)

@@ -23,6 +23,7 @@ from ..model.tasks import Task
 from ..security import bearer_token
 from ..state import WebhooksState, state_of
 from .answers import refuse
+from .rate_limits import limit_auth_failure
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -48,6 +49,7 @@ Presented = tuple[str, str]
 
 
 def unauthorized(message: str) -> NoReturn:
+    limit_auth_failure(message)  # past IDMS_WEBHOOKS_AUTH_FAILURE_LIMIT: 429, not 401
     refuse(401, message, headers={"WWW-Authenticate": 'Bearer realm="idms-webhooks"'})
 
 

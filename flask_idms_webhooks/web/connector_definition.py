@@ -209,6 +209,7 @@ def status_operation() -> Schema:
             },
             "401": error("Wrong job token or task key."),
             "404": error("No such job, or its record has expired."),
+            "429": error("Too many polls from this address: retry after Retry-After.", True),
         },
     }
 

@@ -20,6 +20,7 @@ from .auth import ADMIN_CLOSED, admin_refusal, guarded
 from .blueprint import blp
 from .docs import documented_errors, operation
 from .jobpage import HEADERS
+from .rate_limits import limit_auth_failure
 from .schemas import IdmsAllJobsArgsSchema
 
 #: Seconds between the page's reloads.
@@ -32,6 +33,7 @@ def admin_in_a_browser(state: WebhooksState) -> None:
     """The admin check, answering a 401 a browser turns into a login prompt."""
     refusal = admin_refusal(state)
     if refusal is not None:
+        limit_auth_failure(refusal)
         refuse(
             401,
             refusal if refusal == ADMIN_CLOSED else LOG_IN,

@@ -59,6 +59,15 @@ ERROR_DESCRIPTIONS = {
         "Invalid QueryParameters (unknown, ambiguous, wrong type, or a Required one missing), "
         "or a CallbackUrl this server does not send callbacks to."
     ),
+    429: (
+        "Too many failed credentials from this client address "
+        "(IDMS_WEBHOOKS_AUTH_FAILURE_LIMIT): a failing request gets 429 instead of 401 until "
+        "Retry-After; valid credentials still pass."
+    ),
+}
+LIMIT_RETRY_AFTER_HEADER = {
+    "description": "Seconds until the limit frees a slot (an integer).",
+    "schema": {"type": "integer"},
 }
 
 #: OpenAPI security schemes (registered by the extension), so "Authorize" in Swagger UI works.
@@ -104,12 +113,20 @@ IDEMPOTENCY_KEY_DOC = blp.doc(
 
 def documented_errors(*codes: int, store: bool = True) -> Callable[[F], F]:
     """Document error answers in flask-smorest's error shape; with ``store`` (the route
-    reads or writes Redis) also 503 with Retry-After."""
+    reads or writes Redis) also 503 with Retry-After. A route that checks credentials
+    (401) may also answer 429 with Retry-After (``IDMS_WEBHOOKS_AUTH_FAILURE_LIMIT``)."""
 
     def decorate(view: F) -> F:
         for code in codes:
             view = blp.alt_response(
                 code, schema=IdmsErrorSchema, description=ERROR_DESCRIPTIONS[code]
+            )(view)
+        if 401 in codes:
+            view = blp.alt_response(
+                429,
+                schema=IdmsErrorSchema,
+                description=ERROR_DESCRIPTIONS[429],
+                headers={"Retry-After": LIMIT_RETRY_AFTER_HEADER},
             )(view)
         if not store:
             return view
@@ -127,6 +144,25 @@ def documented_errors(*codes: int, store: bool = True) -> Callable[[F], F]:
         return documented_view
 
     return decorate
+
+
+def limits_doc(description: str) -> Callable[[F], F]:
+    """The 429 of a route with limits of its own, described: ``documented_errors`` lists
+    it (with its schema and Retry-After) on every route that answers 401."""
+    return blp.doc(responses={429: {"description": description}})  # type: ignore[no-any-return]
+
+
+TRIGGERS_LIMITED = limits_doc(
+    "Too many triggers of this task (IDMS_WEBHOOKS_RATE_LIMIT, or the task's rate_limit; "
+    "nothing started, and a repeat of an Idempotency-Key still replays), or too many failed "
+    "credentials from this client address (IDMS_WEBHOOKS_AUTH_FAILURE_LIMIT). Retry after "
+    "Retry-After seconds."
+)
+POLLS_LIMITED = limits_doc(
+    "Too many polls from this client address (IDMS_WEBHOOKS_POLL_RATE_LIMIT), or too many "
+    "failed credentials from it (IDMS_WEBHOOKS_AUTH_FAILURE_LIMIT). Retry after Retry-After "
+    "seconds."
+)
 
 
 def documented(*decorators: Callable[[Any], Any]) -> Callable[[F], F]:
@@ -166,6 +202,7 @@ def webhook_docs(response: Callable[[Any], Any]) -> Callable[[F], F]:
     """The documentation both webhooks share, around each one's success ``response``."""
     return documented(
         TASK_KEY_ONLY,
+        TRIGGERS_LIMITED,
         blp.arguments(IdmsTriggerBodySchema, required=False),
         response,
         IDEMPOTENCY_KEY_DOC,

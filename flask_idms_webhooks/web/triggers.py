@@ -25,6 +25,7 @@ from .bodies import parse_json_body
 from .callbacks import callback_url, shown
 from .concurrency import busy_answer
 from .metrics import count_refused
+from .rate_limits import limit_trigger
 from .schemas import MAX_IDEMPOTENCY_KEY, IdmsTriggerBodySchema
 from .signatures import require_signature
 
@@ -108,6 +109,7 @@ def start_job(
     request's ``webhook-id``)."""
     parameters = resolve_parameters(state, task, body)
     scope = claim_scope(task, route, body, webhook_id)
+    limit_trigger(state, task, scope.key if scope else None)  # 429 past the task's limit
     callback = callback_url(state, body)
     base = state.urls.base(request_root())
     document = state.jobs.prepare(task, parameters, base, callback_url=shown(callback))

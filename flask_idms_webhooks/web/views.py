@@ -40,6 +40,7 @@ from .docs import (
     ADMIN_ONLY,
     JOB_READER,
     POLL_HEADERS,
+    POLLS_LIMITED,
     TASK_KEY_ONLY,
     documented,
     documented_errors,
@@ -47,6 +48,7 @@ from .docs import (
     webhook_docs,
 )
 from .jobpage import job_page, wants_page
+from .rate_limits import limit_poll
 from .schemas import (
     QUEUED_JOB_EXAMPLE,
     IdmsExecuteSchema,
@@ -215,11 +217,15 @@ def validate(body: dict[str, Any], task_id: str) -> ValidateAnswer:
         example=QUEUED_JOB_EXAMPLE,
     ),
     documented_errors(401, 404),
+    POLLS_LIMITED,
 )
 def poll_job(job_id: str) -> Response:
     """Poll a job: 202 while queued or running, then 200 with the final document. (A
     browser gets the job page.)"""
-    body, finished, document = read_job(state_of(current_app), job_id)
+    state = state_of(current_app)
+    if state.rate_limits.polls:  # off: not even a call (the poll is the hot path)
+        limit_poll(state)
+    body, finished, document = read_job(state, job_id)
     if wants_page():
         return job_page(document, finished)
     answer = job_answer(body, finished, document)
@@ -251,8 +257,11 @@ def cancel_job(job_id: str) -> Response:
     description="Every row error of the job (up to 10,000): columns Row, Message.",
 )
 @documented_errors(401, 404)
+@POLLS_LIMITED
 def job_errors(job_id: str) -> Response:
     """Download a job's row errors as CSV (job token or task key)."""
     state = state_of(current_app)
+    if state.rate_limits.polls:
+        limit_poll(state)
     read_job(state, job_id)
     return row_errors_csv(job_id, state.store.row_errors(job_id))
