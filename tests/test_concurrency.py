@@ -18,7 +18,7 @@ from werkzeug.serving import make_server
 from flask_idms_webhooks import FilterRow, IdmsWebhooks, JobContext, TaskLoadError
 from flask_idms_webhooks.state import state_of
 from flask_idms_webhooks.worker import make_worker
-from tests.helpers import poll_path
+from tests.helpers import ADMIN, poll_path
 
 
 def work(parameters: Mapping[str, Any], context: JobContext) -> None:
@@ -35,7 +35,10 @@ def app(redis_url: str, queue_name: str) -> Flask:
     webhooks.task("parent", filters=region, on_success=["solo", "joined"])(work)
     app = Flask(__name__)
     app.config.update(
-        SECRET_KEY="s", IDMS_WEBHOOKS_REDIS_URL=redis_url, IDMS_WEBHOOKS_QUEUE_NAME=queue_name
+        SECRET_KEY="s",
+        IDMS_WEBHOOKS_REDIS_URL=redis_url,
+        IDMS_WEBHOOKS_QUEUE_NAME=queue_name,
+        IDMS_WEBHOOKS_ADMIN_TOKEN="admin-token",
     )
     webhooks.init_app(app)
     return app
@@ -189,3 +192,9 @@ def test_the_openapi_document_lists_409_on_the_webhooks(app: Flask) -> None:
     for path in ("/idms/tasks/{task_id}/jobs", "/idms/tasks/{task_id}/execute"):
         conflict = paths[path]["post"]["responses"]["409"]
         assert set(conflict["headers"]) == {"Location", "Retry-After"}
+
+
+def test_the_task_document_says_it(app: Flask) -> None:
+    admin = app.test_client()
+    assert admin.get("/idms/tasks/solo", headers=ADMIN).get_json()["Concurrency"] == "reject"
+    assert admin.get("/idms/tasks/free", headers=ADMIN).get_json()["Concurrency"] == "parallel"

@@ -20,6 +20,7 @@ from standardwebhooks import Webhook
 from flask_idms_webhooks import FilterRow, IdmsWebhooks, JobContext, TaskLoadError
 from flask_idms_webhooks.jobs.keys import PREFIX
 from flask_idms_webhooks.state import state_of
+from flask_idms_webhooks.web.answers import task_document
 
 OLD = "whsec_" + base64.b64encode(b"o" * 32).decode()
 NEW = "whsec_" + base64.b64encode(b"n" * 32).decode()
@@ -152,6 +153,14 @@ def test_a_retry_with_the_same_webhook_id_replays_the_first_answer(app: Flask) -
 
 def test_tasks_without_it_and_validate_take_unsigned_requests(app: Flask) -> None:
     assert post(app, BODY, {}, task_id="plain").status_code == 202
+    state = state_of(app)
+    documents = {
+        task.id: task_document(state, "http://h", task, None) for task in state.tasks.values()
+    }
+    assert (documents["signed"]["RequireSignature"], documents["plain"]["RequireSignature"]) == (
+        True,
+        False,
+    )
     validate = app.test_client().post(
         "/idms/tasks/signed/validate", json={}, headers={"X-Webhook-Key": key_of(app, "signed")}
     )

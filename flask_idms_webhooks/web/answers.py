@@ -40,6 +40,8 @@ class TaskDocument(TypedDict):
     BodyTemplate: dict[str, Any]
     Schedule: ScheduleView | None
     CallbackSecret: str
+    Concurrency: str
+    RequireSignature: bool
 
 
 class ExecuteAnswer(TypedDict):
@@ -161,6 +163,8 @@ def task_document(
         "BodyTemplate": parameters.body_template(),
         "Schedule": schedule,
         "CallbackSecret": state.credentials.callback_secret(task),
+        "Concurrency": str(task.concurrency),
+        "RequireSignature": task.require_signature,
     }
 
 

@@ -226,6 +226,13 @@ class IdmsTaskSchema(Schema):
             "(whsec_..., Standard Webhooks): the receiver verifies them with it."
         }
     )
+    Concurrency = fields.String(
+        validate=validate.OneOf(["parallel", "reject", "join"]),
+        metadata={"description": "What a trigger does while a job of the task runs."},
+    )
+    RequireSignature = fields.Boolean(
+        metadata={"description": "Whether its webhooks take only signed requests."}
+    )
 
 
 class IdmsJobListArgsSchema(Schema):
