@@ -1,12 +1,13 @@
 """``make chaos`` (``python -m bench.chaos``): a storm of worker deaths, and the count of
 what became of every accepted job.
 
-Three forking workers serve a private Redis (AOF on). Jobs (``--rows`` rows each, one every
-``--delay`` seconds) are triggered one every ``--every`` seconds; every ``--kill-every`` seconds one worker, chosen at random, is
-SIGKILLed with its work-horse (its whole process group), at whatever instant that is
-(idle in RQ's dequeue, between dequeue and start, mid-run, sealing), and a new worker
-takes its place. Once the last job is accepted the kills stop and the jobs are given
-``--settle`` seconds to end.
+Three forking workers serve a private Redis (AOF on), with a heartbeat timeout of
+``--heartbeat-timeout`` seconds. Jobs (``--rows`` rows each, one every ``--delay``
+seconds) are triggered one every ``--every`` seconds; every ``--kill-every`` seconds one
+worker, chosen at random, is SIGKILLed with its work-horse (its whole process group), at
+whatever instant that is (idle in RQ's dequeue, between dequeue and start, mid-run,
+sealing), and a new worker takes its place. Once the last job is accepted the kills stop
+and the jobs are given ``--settle`` seconds to end.
 
 Each job writes its rows into a Redis set (a retry rewrites the same rows: its work is
 safe to repeat, and its task has ``retries = 3``). The report counts the jobs accepted,
