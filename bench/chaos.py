@@ -1,12 +1,13 @@
 """``make chaos`` (``python -m bench.chaos``): a storm of worker deaths, and the count of
 what became of every accepted job.
 
-Three forking workers serve a private Redis (AOF on). Jobs are triggered one every
-``--every`` seconds; every ``--kill-every`` seconds one worker, chosen at random, is
-SIGKILLed with its work-horse (its whole process group), at whatever instant that is
-(idle in RQ's dequeue, between dequeue and start, mid-run, sealing), and a new worker
-takes its place. Once the last job is accepted the kills stop and the jobs are given
-``--settle`` seconds to end.
+Three forking workers serve a private Redis (AOF on), with a heartbeat timeout of
+``--heartbeat-timeout`` seconds. Jobs (``--rows`` rows each, one every ``--delay``
+seconds) are triggered one every ``--every`` seconds; every ``--kill-every`` seconds one
+worker, chosen at random, is SIGKILLed with its work-horse (its whole process group), at
+whatever instant that is (idle in RQ's dequeue, between dequeue and start, mid-run,
+sealing), and a new worker takes its place. Once the last job is accepted the kills stop
+and the jobs are given ``--settle`` seconds to end.
 
 Each job writes its rows into a Redis set (a retry rewrites the same rows: its work is
 safe to repeat, and its task has ``retries = 3``). The report counts the jobs accepted,
@@ -41,7 +42,7 @@ from flask_idms_webhooks.state import state_of
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "chaos-secret-not-for-production"  # noqa: S105 (a throwaway storm)
-HEARTBEAT_TIMEOUT = 4
+HEARTBEAT_TIMEOUT = 4  # the default of --heartbeat-timeout
 
 webhooks = IdmsWebhooks()
 
@@ -73,7 +74,9 @@ def create_app() -> Flask:
     app.config.update(
         IDMS_WEBHOOKS_REDIS_URL=os.environ["CHAOS_REDIS_URL"],
         IDMS_WEBHOOKS_SECRET_KEY=SECRET,
-        IDMS_WEBHOOKS_HEARTBEAT_TIMEOUT=HEARTBEAT_TIMEOUT,
+        IDMS_WEBHOOKS_HEARTBEAT_TIMEOUT=int(
+            os.environ.get("CHAOS_HEARTBEAT_TIMEOUT", HEARTBEAT_TIMEOUT)
+        ),
         IDMS_WEBHOOKS_QUEUE_NAME="chaos",
     )
     webhooks.init_app(app)
@@ -105,6 +108,7 @@ class Workers:
 
     def start(self) -> None:
         env = {**os.environ, "CHAOS_REDIS_URL": self.url, "PYTHONUNBUFFERED": "1"}
+        env["CHAOS_HEARTBEAT_TIMEOUT"] = os.environ["CHAOS_HEARTBEAT_TIMEOUT"]
         log = (self.logs / f"worker-{self.started}.log").open("wb")
         self.log_files.append(log)
         self.started += 1
@@ -148,7 +152,9 @@ class Workers:
 
 def storm_run(options: argparse.Namespace, directory: Path) -> int:
     server = PrivateRedis(directory / "redis", unix_socket=False, persistent=True).start()
+    # the storm's own app (here) and its workers' read these
     os.environ["CHAOS_REDIS_URL"] = server.url
+    os.environ["CHAOS_HEARTBEAT_TIMEOUT"] = str(options.heartbeat_timeout)
     workers = Workers(server.url, directory)
     try:
         app = create_app()
@@ -162,10 +168,10 @@ def storm_run(options: argparse.Namespace, directory: Path) -> int:
         kills = 0
         next_kill = time.monotonic() + options.kill_every
         for _ in range(options.jobs):
-            rows = random.randint(20, 80)
+            rows = random.randint(*options.rows)
             answer = client.post(
                 f"/idms/tasks/storm/jobs?key={key}",
-                json={"QueryParameters": {"Rows": rows, "Delay": 0.1}},
+                json={"QueryParameters": {"Rows": rows, "Delay": options.delay}},
             )
             if answer.status_code == 202:
                 accepted[answer.get_json()["ExecuteId"]] = rows
@@ -185,7 +191,7 @@ def storm_run(options: argparse.Namespace, directory: Path) -> int:
             documents = {job_id: read(state, job_id) for job_id in accepted}
             if all(doc is not None and doc["CompletedOn"] for doc in documents.values()):
                 break
-            time.sleep(0.5)
+            time.sleep(0.2)
         return report(state, options, accepted, documents, refused, kills)
     finally:
         workers.stop()
@@ -231,7 +237,7 @@ def report(
     sealed = sum(statuses.values())
     print(
         f"chaos: {options.jobs} triggers ({refused} refused), {kills} worker kills every "
-        f"~{options.kill_every:g} s, heartbeat timeout {HEARTBEAT_TIMEOUT} s\n"
+        f"~{options.kill_every:g} s, heartbeat timeout {options.heartbeat_timeout} s\n"
         f"  accepted {len(accepted)}, sealed {sealed} "
         f"({', '.join(f'{status} {n}' for status, n in sorted(statuses.items()))}), "
         f"re-run {rerun}, stuck {stuck}, lost {lost}, untruthful {untruthful}"
@@ -249,6 +255,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", type=float, default=1.0, help="seconds between triggers")
     parser.add_argument("--kill-every", type=float, default=5.0, help="seconds between kills")
     parser.add_argument("--settle", type=float, default=120.0, help="seconds for jobs to end")
+    parser.add_argument("--rows", type=int, nargs=2, default=(20, 80), metavar=("MIN", "MAX"),
+                        help="rows per job, drawn between MIN and MAX (default 20 80)")  # fmt: skip
+    parser.add_argument("--delay", type=float, default=0.1, help="seconds per row (default 0.1)")
+    parser.add_argument(
+        "--heartbeat-timeout",
+        type=int,
+        default=HEARTBEAT_TIMEOUT,
+        help=f"IDMS_WEBHOOKS_HEARTBEAT_TIMEOUT of the storm (default {HEARTBEAT_TIMEOUT})",
+    )
     parser.add_argument("--seed", type=int, default=None, help="random seed")
     options = parser.parse_args(argv)
     random.seed(options.seed)

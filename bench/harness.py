@@ -60,9 +60,9 @@ class Options:
     @classmethod
     def smoke(cls, **changes: Any) -> Options:
         tiny = cls(
-            duration=0.5,
+            duration=0.2,
             reps=1,
-            growth_duration=0.5,
+            growth_duration=0.2,
             growth_reps=1,
             connections=2,
             max_requests=2_000,

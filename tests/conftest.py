@@ -134,8 +134,10 @@ def start_worker(
         return worker
 
     yield start
+    for worker in workers:  # all at once
+        worker.ask_to_stop(drop_rq_scheduler=True)
     for worker in workers:
-        worker.stop()
+        worker.wait_stopped()
 
 
 @pytest.fixture

@@ -30,6 +30,9 @@ from flask_idms_webhooks.jobs.store import JobStore, dumps
 from flask_idms_webhooks.model.tasks import Action, Source, Target, Task
 
 KEPT: list[dict[str, Any]] = []
+#: Rows per source page. The iMIS runs' rows are about 25 KB: a page of them holds about
+#: 2.5 MB, so that their small run still reads two pages (its peak is the steady state's).
+PAGE, IMIS_PAGE = 500, 100
 
 
 def keep_every_row() -> None:
@@ -47,7 +50,9 @@ def main(database: str, redis_url: str, mode: str, imis_url: str = "", entity: s
         keep_every_row()
     profiles: dict[str, dict[str, Any]] = {"db": {"kind": "sql", "url": f"sqlite:///{database}"}}
     source = Source(
-        "db", 'SELECT ext_id AS "ExtId", email AS "Email", note AS "Note" FROM staging', 500
+        "db",
+        'SELECT ext_id AS "ExtId", email AS "Email", note AS "Note" FROM staging',
+        IMIS_PAGE if imis_url else PAGE,
     )
     target = Target(
         "db",

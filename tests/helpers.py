@@ -12,7 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -54,19 +54,49 @@ class WorkerProcess:
         )  # fmt: skip
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        """A warm shutdown (SIGTERM), waited for."""
+        self.ask_to_stop()
+        self.wait_stopped()
+
+    def ask_to_stop(self, *, drop_rq_scheduler: bool = False) -> None:
+        """SIGTERM, not waited for. With ``drop_rq_scheduler`` (once the test is over),
+        RQ's scheduler process is SIGKILLed first: it sleeps a second between rounds and
+        the worker's shutdown waits for it to wake, a second of every test with a worker.
+        The lock it leaves is on the test's own queue."""
+        if self.process.poll() is not None:
+            return
+        if drop_rq_scheduler:
+            for pid in group_children(self.process.pid):
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        self.process.send_signal(signal.SIGTERM)
+
+    def wait_stopped(self) -> None:
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
         self._log_file.close()
 
     def kill(self) -> None:
         """SIGKILL the worker alone (its work-horse, in a group of its own, lives on)."""
         self.process.kill()
         self.process.wait()
+
+
+def group_children(pid: int) -> list[int]:
+    """The children of process ``pid`` in its process group (from /proc): a worker's RQ
+    scheduler, not its work-horse, which makes a group of its own."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with suppress(OSError, ValueError):
+                # the fields after the command's closing parenthesis: state, ppid, pgrp
+                _state, ppid, pgrp = (entry / "stat").read_text().rpartition(")")[2].split()[:3]
+                if int(ppid) == pid and int(pgrp) == pid:
+                    found.append(int(entry.name))
+    return found
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:

@@ -48,7 +48,7 @@ def test_a_failed_job_exits_1_with_its_error(app, start_worker):
 
 def test_a_job_still_running_at_the_timeout_exits_5_and_goes_on(app, state, start_worker):
     start_worker()
-    args = ["crawl", "-p", "Count=40", "-p", "Delay=0.05", "--wait", "--timeout", "0.3"]
+    args = ["crawl", "-p", "Count=20", "-p", "Delay=0.05", "--wait", "--timeout", "0.3"]  # 1 s
     result = invoke(app, *TRIGGER, *args)
     assert result.exit_code == 5, result.output
     assert "Still " in result.stderr and "token=" in result.stderr

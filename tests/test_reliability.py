@@ -19,7 +19,7 @@ from flask_idms_webhooks.accesslog import RedactingLogger, redact_query
 from flask_idms_webhooks.redis_server import free_port
 from flask_idms_webhooks.state import state_of
 from flask_idms_webhooks.worker import make_worker
-from tests.helpers import ADMIN, poll_path
+from tests.helpers import ADMIN, poll_path, wait_for
 
 HANG = 10  # seconds: far above the ~1 s the client waits; only a hang crosses it
 
@@ -72,7 +72,8 @@ def test_redis_stalled_is_a_fast_503_and_recovers(make_app, stallable_redis):
 
 
 def test_a_refused_trigger_writes_nothing(make_app, stallable_redis):
-    app = make_app(IDMS_WEBHOOKS_REDIS_URL=stallable_redis.url)
+    # a short timeout: the default's 503 within ~2 s is the test above's
+    app = make_app(IDMS_WEBHOOKS_REDIS_URL=stallable_redis.url, IDMS_WEBHOOKS_REDIS_TIMEOUT=0.3)
     state = state_of(app)
     client = app.test_client()
     key = state.credentials.task_key(state.tasks["count"])
@@ -99,9 +100,7 @@ def test_finished_record_expires_after_the_result_ttl(make_app):
     make_worker(app, simple=True).work(burst=True, logging_level="WARNING")
     location = poll_path(answer.headers["Location"])
     assert client.get(location).status_code == 200
-    time.sleep(2.6)
-    gone = client.get(location)
-    assert gone.status_code == 404
+    gone = wait_for(lambda: (got := client.get(location)).status_code == 404 and got, timeout=10)
     assert gone.get_json()["code"] == 404
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import uuid
+from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import timedelta
 from types import SimpleNamespace
@@ -16,6 +18,17 @@ from gunicorn.config import Config
 
 from flask_idms_webhooks.accesslog import RedactingLogger, redact_query
 from tests.helpers import get, gunicorn
+
+
+@pytest.fixture(scope="module")
+def served_port(
+    tmp_path_factory: pytest.TempPathFactory, redis_server: tuple[str, bool]
+) -> Iterator[int]:
+    """One gunicorn for the tests that only send it requests (a start costs ~0.8 s), on a
+    queue of its own; a test that reads the access log starts its own."""
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    with gunicorn(tmp_path_factory.mktemp("gunicorn"), redis_server[0], queue) as (port, _):
+        yield port
 
 
 def post(port: int, path: str, timeout: float = 5.0) -> int:
@@ -47,14 +60,13 @@ def raw_request(port: int, data: bytes) -> tuple[int, dict[str, str], bytes]:
         pytest.param(b"2\r\n{}\r\n0\r\nBad Trailer\r\n\r\n", id="bad-trailer"),
     ],
 )
-def test_a_malformed_chunked_body_is_a_400(tmp_path, redis_url, queue_name, key, chunks):
-    with gunicorn(tmp_path, redis_url, queue_name) as (port, _):
-        status, headers, body = raw_request(
-            port,
-            b"POST /idms/tasks/boom/jobs?key=" + key("boom").encode() + b" HTTP/1.1\r\n"
-            b"Host: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            b"Transfer-Encoding: chunked\r\n\r\n" + chunks,
-        )
+def test_a_malformed_chunked_body_is_a_400(served_port, key, chunks):
+    status, headers, body = raw_request(
+        served_port,
+        b"POST /idms/tasks/boom/jobs?key=" + key("boom").encode() + b" HTTP/1.1\r\n"
+        b"Host: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n" + chunks,
+    )
     assert status == 400
     assert headers["Content-Type"] == "application/json"
     error = json.loads(body)
@@ -66,10 +78,11 @@ def test_a_malformed_chunked_body_is_a_400(tmp_path, redis_url, queue_name, key,
 SLOW_CLIENTS = 3
 
 
-def test_slow_clients_do_not_stall_the_others(tmp_path, redis_url, queue_name):
+def test_slow_clients_do_not_stall_the_others(served_port):
     """Slowloris: requests whose headers never end, without a key. A sync worker is held
     by the first of them for its whole timeout; a threaded one answers the next caller."""
-    with gunicorn(tmp_path, redis_url, queue_name) as (port, _), ExitStack() as slow_clients:
+    port = served_port
+    with ExitStack() as slow_clients:
         for _ in range(SLOW_CLIENTS):
             slow = slow_clients.enter_context(socket.create_connection(("127.0.0.1", port)))
             slow.sendall(b"POST /idms/tasks/boom/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\n")
