@@ -14,12 +14,10 @@ reads ``BENCH_REDIS_URL`` and ``BENCH_QUEUE`` from the environment:
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import secrets
 import sys
-from typing import Any
 
 import redis
 from flask import Flask, Response, request
@@ -27,6 +25,10 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from rq import Queue, SimpleWorker, Worker
 from rq.serializers import JSONSerializer
+
+# Only how they stop (their figures are their jobs' own timestamps): without it a bare
+# burst worker sometimes took a minute to exit.
+from flask_idms_webhooks.worker import PromptUnsubscribe
 
 #: The key the ``get`` baseline reads (the harness writes a typical record there).
 GET_KEY = "bench:baseline:record"
@@ -87,30 +89,11 @@ def create_app(kind: str) -> Flask:
     return app
 
 
-class _PromptExit:
-    """How the bare workers stop, and nothing else (their figures are their jobs' own
-    timestamps). RQ 3 unsubscribes, then stops its pubsub thread with redis-py 8's
-    ``stop()``, which waits for the thread: one that read the unsubscribe reply first waits
-    for the next message, 60 s (the extension's worker does what this does). It was a
-    minute of some smoke runs, most of all on a busy machine."""
-
-    pubsub_thread: Any
-
-    def unsubscribe(self) -> None:
-        thread = getattr(self, "pubsub_thread", None)
-        if thread is not None:
-            if "timeout" in inspect.signature(thread.stop).parameters:
-                thread.stop(timeout=0)
-            else:
-                thread.stop()
-        super().unsubscribe()  # type: ignore[misc]
-
-
-class BareWorker(_PromptExit, Worker):
+class BareWorker(PromptUnsubscribe, Worker):
     """RQ's forking worker."""
 
 
-class BareSimpleWorker(_PromptExit, SimpleWorker):
+class BareSimpleWorker(PromptUnsubscribe, SimpleWorker):
     """RQ's worker that runs jobs in its own process."""
 
 

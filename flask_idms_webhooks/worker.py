@@ -56,7 +56,26 @@ def redis_away(what: str) -> Iterator[None]:
         logger.warning("%s; Redis unavailable: %s", what, error)
 
 
-class _AppWorkerMixin:
+class PromptUnsubscribe:
+    """An RQ worker that stops its pubsub thread before unsubscribing. RQ unsubscribes,
+    then stops the thread: one that reads the unsubscribe reply first waits for the next
+    message (60 s), and the join gives up after 1 s, on every shutdown (and every burst).
+    Stopping it first lets the reply end it. (redis-py 8.2's ``stop()`` waits for the
+    thread: it is told to stop without waiting.)"""
+
+    pubsub_thread: Any
+
+    def unsubscribe(self) -> None:
+        thread = getattr(self, "pubsub_thread", None)
+        if thread is not None:
+            if "timeout" in inspect.signature(thread.stop).parameters:
+                thread.stop(timeout=0)
+            else:
+                thread.stop()
+        super().unsubscribe()  # type: ignore[misc]
+
+
+class _AppWorkerMixin(PromptUnsubscribe):
     """Runs every job inside the app context (Flask's pattern for task queues)."""
 
     app: Flask
@@ -140,20 +159,6 @@ class _AppWorkerMixin:
                 pipe.execute()
         else:
             super()._finalize_success(job, queue, execution, return_value)  # type: ignore[misc]
-
-    def unsubscribe(self) -> None:
-        # RQ unsubscribes, then stops its pubsub thread: a thread that reads the
-        # unsubscribe reply first waits for the next message (60 s), and the join gives up
-        # after 1 s, on every shutdown (and every burst). Stopping it first lets the reply
-        # end it.
-        # (redis-py 8.2's stop() waits for the thread: it is told to stop without waiting.)
-        thread = getattr(self, "pubsub_thread", None)
-        if thread is not None:
-            if "timeout" in inspect.signature(thread.stop).parameters:
-                thread.stop(timeout=0)
-            else:
-                thread.stop()
-        super().unsubscribe()  # type: ignore[misc]
 
 
 class IdmsWorker(_AppWorkerMixin, Worker):
