@@ -19,13 +19,30 @@ from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
+from flask import Flask
 from flask.testing import FlaskClient
 
+from flask_idms_webhooks import IdmsWebhooks
 from flask_idms_webhooks.redis_server import free_port
 from flask_idms_webhooks.state import WebhooksState
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN = {"Authorization": "Bearer admin-token"}
+
+
+def bound_app(webhooks: IdmsWebhooks | None, redis_url: str, **config: Any) -> Flask:
+    """A bare Flask app on the suite's Redis, with a secret and the admin token, and
+    ``webhooks`` bound to it (a new ``IdmsWebhooks``, for a task file's tasks, if None);
+    ``config``: more settings, by their full keys."""
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY="s",
+        IDMS_WEBHOOKS_REDIS_URL=redis_url,
+        IDMS_WEBHOOKS_ADMIN_TOKEN="admin-token",
+        **config,
+    )
+    (webhooks or IdmsWebhooks()).init_app(app)
+    return app
 
 
 def poll_path(location: str) -> str:

@@ -22,7 +22,7 @@ from flask_idms_webhooks import (
 from flask_idms_webhooks.model.tasks import Passed
 from flask_idms_webhooks.state import state_of
 from flask_idms_webhooks.worker import make_worker
-from tests.helpers import poll_path
+from tests.helpers import bound_app, poll_path
 
 
 def nothing(parameters: Mapping[str, Any], context: JobContext) -> None:
@@ -49,12 +49,7 @@ def two_tasks(redis_url: str, queue_name: str, **chain: Any) -> Flask:
             FilterRow("Test", "Region", default="US"),
         ],
     )(nothing)
-    app = Flask(__name__)
-    app.config.update(
-        SECRET_KEY="s", IDMS_WEBHOOKS_REDIS_URL=redis_url, IDMS_WEBHOOKS_QUEUE_NAME=queue_name
-    )
-    webhooks.init_app(app)
-    return app
+    return bound_app(webhooks, redis_url, IDMS_WEBHOOKS_QUEUE_NAME=queue_name)
 
 
 def child_parameters(app: Flask, rows: int) -> dict[str, Any]:
@@ -153,12 +148,7 @@ type = "Int32"
 def load(tmp_path: Path, redis_url: str, parameters: str) -> Flask:
     task_file = tmp_path / "tasks.toml"
     task_file.write_text(FILE.replace("{parameters}", parameters))
-    app = Flask(__name__)
-    app.config.update(
-        SECRET_KEY="s", IDMS_WEBHOOKS_REDIS_URL=redis_url, IDMS_WEBHOOKS_TASKS_FILE=str(task_file)
-    )
-    IdmsWebhooks(app)
-    return app
+    return bound_app(None, redis_url, IDMS_WEBHOOKS_TASKS_FILE=str(task_file))
 
 
 def test_the_task_file_key(tmp_path: Path, redis_url: str) -> None:

@@ -18,7 +18,7 @@ from werkzeug.serving import make_server
 from flask_idms_webhooks import FilterRow, IdmsWebhooks, JobContext, TaskLoadError
 from flask_idms_webhooks.state import state_of
 from flask_idms_webhooks.worker import make_worker
-from tests.helpers import ADMIN, poll_path
+from tests.helpers import ADMIN, bound_app, poll_path
 
 
 def work(parameters: Mapping[str, Any], context: JobContext) -> None:
@@ -33,15 +33,7 @@ def app(redis_url: str, queue_name: str) -> Flask:
     webhooks.task("joined", filters=region, concurrency="join")(work)
     webhooks.task("free", filters=region)(work)
     webhooks.task("parent", filters=region, on_success=["solo", "joined"])(work)
-    app = Flask(__name__)
-    app.config.update(
-        SECRET_KEY="s",
-        IDMS_WEBHOOKS_REDIS_URL=redis_url,
-        IDMS_WEBHOOKS_QUEUE_NAME=queue_name,
-        IDMS_WEBHOOKS_ADMIN_TOKEN="admin-token",
-    )
-    webhooks.init_app(app)
-    return app
+    return bound_app(webhooks, redis_url, IDMS_WEBHOOKS_QUEUE_NAME=queue_name)
 
 
 def headers(app: Flask, task_id: str, **extra: str) -> dict[str, str]:
@@ -172,14 +164,7 @@ def test_the_task_file_key(tmp_path: Path, redis_url: str) -> None:
 
     def load(value: str) -> Flask:
         task_file.write_text(line.format(value))
-        app = Flask(__name__)
-        app.config.update(
-            SECRET_KEY="s",
-            IDMS_WEBHOOKS_REDIS_URL=redis_url,
-            IDMS_WEBHOOKS_TASKS_FILE=str(task_file),
-        )
-        IdmsWebhooks(app)
-        return app
+        return bound_app(None, redis_url, IDMS_WEBHOOKS_TASKS_FILE=str(task_file))
 
     assert state_of(load("join")).tasks["t"].concurrency == "join"
     with pytest.raises(TaskLoadError, match="'serial' is not one of parallel, reject, join") as e:

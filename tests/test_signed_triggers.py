@@ -21,6 +21,7 @@ from flask_idms_webhooks import FilterRow, IdmsWebhooks, JobContext, TaskLoadErr
 from flask_idms_webhooks.jobs.keys import PREFIX
 from flask_idms_webhooks.state import state_of
 from flask_idms_webhooks.web.answers import task_document
+from tests.helpers import bound_app
 
 OLD = "whsec_" + base64.b64encode(b"o" * 32).decode()
 NEW = "whsec_" + base64.b64encode(b"n" * 32).decode()
@@ -39,12 +40,7 @@ def app(redis_url: str, queue_name: str) -> Flask:
         work
     )
     webhooks.task("plain", filters=region)(work)
-    app = Flask(__name__)
-    app.config.update(
-        SECRET_KEY="s", IDMS_WEBHOOKS_REDIS_URL=redis_url, IDMS_WEBHOOKS_QUEUE_NAME=queue_name
-    )
-    webhooks.init_app(app)
-    return app
+    return bound_app(webhooks, redis_url, IDMS_WEBHOOKS_QUEUE_NAME=queue_name)
 
 
 def key_of(app: Flask, task_id: str) -> str:
@@ -173,12 +169,7 @@ TASK = '[[tasks]]\nid = "t"\nhandler = "tests.test_signed_triggers:work"\n'
 def load(tmp_path: Path, redis_url: str, extra: str) -> Flask:
     task_file = tmp_path / "tasks.toml"
     task_file.write_text(TASK + extra)
-    app = Flask(__name__)
-    app.config.update(
-        SECRET_KEY="s", IDMS_WEBHOOKS_REDIS_URL=redis_url, IDMS_WEBHOOKS_TASKS_FILE=str(task_file)
-    )
-    IdmsWebhooks(app)
-    return app
+    return bound_app(None, redis_url, IDMS_WEBHOOKS_TASKS_FILE=str(task_file))
 
 
 def test_the_task_file_keys(
