@@ -148,35 +148,40 @@ class Job:
         def count(name: str) -> int:
             return int(document.get(name) or 0)
 
-        return cls(
-            execute_id=document["ExecuteId"],
-            task_id=str(document.get("TaskId", "")),
-            status=str(document.get("Status", "")),
-            status_description=document.get("StatusDescription"),
-            success=document.get("Success"),
-            percent_complete=count("PercentComplete"),
-            row_count=document.get("RowCount"),
-            processed_count=count("ProcessedCount"),
-            inserted_count=count("InsertedCount"),
-            updated_count=count("UpdatedCount"),
-            skipped_count=count("SkippedCount"),
-            error_count=count("ErrorCount"),
-            errors=tuple(
-                RowError(int(e["Row"]), str(e["Message"])) for e in document.get("Errors") or ()
-            ),
-            query_parameters=document.get("QueryParameters") or {},
-            created_on=_when(document.get("CreatedOn")),
-            started_on=_when(document.get("StartedOn")),
-            updated_on=_when(document.get("UpdatedOn")),
-            completed_on=_when(document.get("CompletedOn")),
-            polling_url=document.get("PollingUrl"),
-            retry_after=retry_after if retry_after is not None else document.get("RetryAfter"),
-            chain=tuple(document.get("Chain") or ()),
-            error=JobError(str(error.get("Type")), str(error.get("Message"))) if error else None,
-            location=location or document.get("PollingUrl"),
-            http_status=http_status,
-            document=document,
-        )
+        try:
+            return cls(
+                execute_id=document["ExecuteId"],
+                task_id=str(document.get("TaskId", "")),
+                status=str(document.get("Status", "")),
+                status_description=document.get("StatusDescription"),
+                success=document.get("Success"),
+                percent_complete=count("PercentComplete"),
+                row_count=document.get("RowCount"),
+                processed_count=count("ProcessedCount"),
+                inserted_count=count("InsertedCount"),
+                updated_count=count("UpdatedCount"),
+                skipped_count=count("SkippedCount"),
+                error_count=count("ErrorCount"),
+                errors=tuple(
+                    RowError(int(e["Row"]), str(e["Message"])) for e in document.get("Errors") or ()
+                ),
+                query_parameters=document.get("QueryParameters") or {},
+                created_on=_when(document.get("CreatedOn")),
+                started_on=_when(document.get("StartedOn")),
+                updated_on=_when(document.get("UpdatedOn")),
+                completed_on=_when(document.get("CompletedOn")),
+                polling_url=document.get("PollingUrl"),
+                retry_after=retry_after if retry_after is not None else document.get("RetryAfter"),
+                chain=tuple(document.get("Chain") or ()),
+                error=JobError(str(error.get("Type")), str(error.get("Message")))
+                if error
+                else None,
+                location=location or document.get("PollingUrl"),
+                http_status=http_status,
+                document=document,
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as malformed:
+            raise ProtocolError(f"a malformed job status document: {malformed!r}") from None
 
 
 def _json_object(response: httpx.Response) -> dict[str, Any] | None:
@@ -338,8 +343,9 @@ class Client:
                     raise
                 if deadline is not None:
                     remaining = deadline - monotonic()
-                    if remaining <= 0:
-                        raise
+                    if remaining <= 0:  # the job may well run on: the wait ran out
+                        said = f"job {job.execute_id} still {job.status} (the last poll: {error})"
+                        raise WaitTimeout(said, job) from error
                     delay = min(delay, remaining)
                 sleep(delay)
 

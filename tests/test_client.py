@@ -232,6 +232,32 @@ def test_the_timeout_raises_wait_timeout_with_the_last_job(scripted, clock):
     assert "still in progress after 10 s" in str(raised.value)
 
 
+def test_a_poll_failing_at_the_deadline_is_still_a_wait_timeout(scripted, clock):
+    """The job may run on: the wait ran out, whatever the last poll met (exit 5, not 4)."""
+    client, _ = scripted(
+        running("7"), running("7", PercentComplete=10), refusal(503, "Redis away"), finished()
+    )
+    with pytest.raises(WaitTimeout) as raised:
+        client.wait(started(client), timeout=10)
+    assert raised.value.job.percent_complete == 10  # the last job read
+    assert "Redis away" in str(raised.value)
+    assert clock.slept == [7, 3]
+
+
+@pytest.mark.parametrize(
+    "malformed",
+    [
+        {"ExecuteId": "x", "Errors": [{"Row": "a", "Message": "m"}]},
+        {"ExecuteId": "x", "Error": "boom"},
+        {"ExecuteId": "x", "CreatedOn": "yesterday"},
+        {"ExecuteId": "x", "ProcessedCount": "many"},
+    ],
+)
+def test_a_malformed_document_is_a_protocol_error(malformed):
+    with pytest.raises(ProtocolError, match="malformed"):
+        Job.from_document(malformed)
+
+
 def test_start_refusals_carry_the_servers_message_and_are_not_retried(scripted):
     client, script = scripted(refusal(422, "invalid QueryParameters"))
     with pytest.raises(Refused) as raised:
