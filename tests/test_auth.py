@@ -495,6 +495,8 @@ def test_new_job_ids_carry_128_bits():
     # every position varies: no fixed prefix, counter or timestamp
     for position in range(21):
         assert len({job_id[position] for job_id in ids}) > 30
+    # none reads as an option on a command line (about 30 of 2000 would, drawn plainly)
+    assert not any(job_id.startswith("-") for job_id in ids)
 
 
 def test_secrets_are_compared_with_compare_digest(monkeypatch):

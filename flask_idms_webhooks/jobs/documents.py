@@ -113,8 +113,12 @@ JOB_ID_LENGTH = 22
 
 
 def new_job_id() -> str:
-    """128 random bits, URL-safe."""
-    return secrets.token_urlsafe(16)
+    """128 random bits, URL-safe, never starting with ``-`` (a command line would read
+    ``jobs show -Xa3k...`` as an option: one id in 64 did)."""
+    while True:
+        job_id = secrets.token_urlsafe(16)
+        if not job_id.startswith("-"):
+            return job_id
 
 
 def new_document(
