@@ -5,7 +5,6 @@ progress bar and exit codes of ``flask idms-webhooks trigger --wait``."""
 from __future__ import annotations
 
 import sys
-from typing import NoReturn
 from urllib.parse import parse_qs, urlsplit
 
 import click
@@ -20,6 +19,7 @@ from .progress import (
     WAIT_TIMEOUT,
     JobProgress,
     exit_code,
+    fail,
     print_json,
     query_parameters,
     show_outcome,
@@ -27,11 +27,6 @@ from .progress import (
 
 #: ``--interval``'s default: how often the bar is refreshed at most.
 INTERVAL = 2.0
-
-
-def fail(message: str, code: int) -> NoReturn:
-    click.echo(f"Error: {message}", err=True)
-    sys.exit(code)
 
 
 @click.group()

@@ -9,11 +9,12 @@ It works on job status documents (HTTP-CONTRACT.md), wherever they come from: th
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Mapping
 from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from rich.console import Console
@@ -185,3 +186,9 @@ def show_outcome(document: Document, console: Console | None = None) -> None:
     console = console or Console()
     console.print(f"{document.get('TaskId')}: job {document.get('ExecuteId')}", highlight=False)
     console.print(outcome_table(document))
+
+
+def fail(message: str, code: int) -> NoReturn:
+    """End a command with ``Error: message`` on stderr and the exit ``code``."""
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)

@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import cast
+from typing import NoReturn, cast
 
 import click
 
 from ..errors import IdmsWebhooksError, ParameterError, TaskBusy
 from ..iupdate.prompts import filters_toml
-from ..jobs.documents import CLI, JobDocument, same_parameters
-from ..model.tasks import Concurrency
+from ..jobs.documents import CLI, JobDocument, joins
 from ..progress import (
     AS_JSON,
     NOT_STARTED,
     PARAMETERS,
     WAIT_TIMEOUT,
+    fail,
     print_json,
     query_parameters,
 )
@@ -25,9 +25,8 @@ from .group import BASE_URL_HELP, base_url, cli, current_state, find_task, with_
 from .jobs import follow
 
 
-def not_started(message: str) -> None:
-    click.echo(f"Error: {message}", err=True)
-    sys.exit(NOT_STARTED)
+def not_started(message: str) -> NoReturn:
+    fail(message, NOT_STARTED)
 
 
 @cli.command("trigger")
@@ -57,25 +56,21 @@ def trigger_command(
     task = state.tasks.get(task_id)
     if task is None:
         not_started(f"no task {task_id!r} (tasks: {', '.join(state.tasks) or 'none'})")
-        return
     try:
         resolved = state.parameters[task_id].resolve(query_parameters(params))
     except ParameterError as error:
         not_started(f"invalid QueryParameters: {json.dumps(error.errors)}")
-        return
     wanted = state.jobs.prepare(task, resolved, base_url(given_base), CLI)
     try:
         state.jobs.submit(task, wanted)
         document = wanted
     except TaskBusy as busy:
         document = cast(JobDocument, busy.running)
-        if task.concurrency is not Concurrency.JOIN or not same_parameters(document, wanted):
+        if not joins(task, document, wanted):
             not_started(f"nothing was started: {busy} ({document['PollingUrl']})")
-            return
         click.echo(f"joined job {document['ExecuteId']}, {document['Status']}", err=True)
     except IdmsWebhooksError as error:
         not_started(f"the job could not be started: {error}")
-        return
     if wait:
         click.echo(f"{document['ExecuteId']}: {document['PollingUrl']}", err=True)
         sys.exit(follow(document["ExecuteId"], as_json=as_json, timeout=timeout))

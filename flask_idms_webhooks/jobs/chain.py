@@ -12,8 +12,8 @@ from redis.client import Pipeline
 from ..errors import ParameterError, TaskBusy
 from ..model.parameters import CHAIN as CHAIN_SOURCE
 from ..model.parameters import QueryParameterSet, ResolvedParameter
-from ..model.tasks import Chain, Concurrency, Task
-from .documents import CHAIN, SUCCEEDED, ChainEntry, JobDocument, same_parameters
+from ..model.tasks import Chain, Task
+from .documents import CHAIN, SUCCEEDED, ChainEntry, JobDocument, joins
 from .store import JobStore
 from .urls import Urls
 
@@ -106,7 +106,7 @@ class ChainStarter:
             )
         except TaskBusy as busy:
             running = busy.running
-            if child_task.concurrency is Concurrency.JOIN and same_parameters(running, child):
+            if joins(child_task, running, child):
                 return {
                     **item["Entry"],
                     "ExecuteId": running["ExecuteId"],

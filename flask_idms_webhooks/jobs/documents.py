@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any, TypedDict
 
 from ..model.parameters import ParameterValue, ResolvedParameter
+from ..model.tasks import Concurrency, Task
 
 QUEUED = "queued"
 IN_PROGRESS = "in progress"
@@ -152,13 +153,15 @@ def new_document(
     }
 
 
-def same_parameters(one: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
-    """Whether two jobs work with the same values (wherever each value came from)."""
+def joins(task: Task, running: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    """Whether a trigger that ``wanted`` a job follows the ``running`` one instead: its
+    task joins (``concurrency = "join"``) and the two work with the same values, wherever
+    each came from."""
 
     def values(document: Mapping[str, Any]) -> dict[str, Any]:
         return {key: value["Value"] for key, value in document["QueryParameters"].items()}
 
-    return values(one) == values(other)
+    return task.concurrency is Concurrency.JOIN and values(running) == values(wanted)
 
 
 class AttemptFields(TypedDict):

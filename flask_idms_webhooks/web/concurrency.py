@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Response
 
-from ..jobs.documents import JobDocument, same_parameters
+from ..jobs.documents import JobDocument, joins
 from ..jobs.store import dumps
 from ..model.tasks import Concurrency, Task
 from .answers import PollAnswer, json_answer
@@ -17,7 +17,7 @@ def busy_answer(task: Task, running: JobDocument, wanted: JobDocument, route: st
     """``join`` with the same parameters: the running job's answer, as if this request
     had started it (the polling webhook's 202 with its Location; the standard webhook's
     200 with its ExecuteId). Otherwise 409, with that job's Location in body and header."""
-    if task.concurrency is Concurrency.JOIN and same_parameters(running, wanted):
+    if joins(task, running, wanted):
         if route == "polling":
             return PollAnswer(dumps(running), running)
         joined = {"ExecuteId": running["ExecuteId"], "TaskId": task.id, "Status": running["Status"]}
