@@ -11,6 +11,7 @@ from pathlib import Path
 from flask import Flask
 
 from flask_idms_webhooks.cli.group import ENV_FILE
+from flask_idms_webhooks.jobs.urls import local_base_url
 from flask_idms_webhooks.state import state_of
 
 #: The walk-through's task and parameters: the iMIS-to-iMIS sync of the demo contacts
@@ -35,7 +36,7 @@ def command(root: Path, name: str) -> str:
 
 def banner(app: Flask, root: Path, env_file: Path, *, bundled_double: bool) -> str:
     state = state_of(app)
-    base = state.urls.base(f"http://127.0.0.1:{os.environ.get('PORT', '8000')}")
+    base = state.urls.base(local_base_url())
     prefix = base + state.settings.url_prefix
     lines = [
         "",

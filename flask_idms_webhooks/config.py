@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,6 +65,16 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "POLL_RATE_LIMIT": (None, 'Polls per client address, e.g. "600/minute" (unset: none).'),
     "PROXY_FIX": (None, 'Trust proxy headers: ProxyFix\'s "x_for=1,x_proto=1", or N for x_for=N.'),
 }
+
+
+@functools.cache
+def package_version() -> str:
+    """This distribution's version ("0" when run from a tree that is not installed)."""
+    try:
+        return importlib.metadata.version("flask-idms-webhooks")
+    except importlib.metadata.PackageNotFoundError:
+        return "0"
+
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -12,7 +12,6 @@ mid-attempt loses one (see ``callback_records`` for the lease an attempt holds).
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 import secrets
 import time
@@ -26,7 +25,7 @@ from rq import Queue
 from rq.job import JobStatus
 from standardwebhooks import Webhook
 
-from ..config import EXTENSION_KEY, Settings
+from ..config import EXTENSION_KEY, Settings, package_version
 from ..errors import ConfigurationError, StoreUnavailable
 from ..logs import about_job, job_is_of
 from ..model.tasks import Task
@@ -72,11 +71,7 @@ def deliver_callback(job_id: str) -> None:
 
 
 def user_agent() -> str:
-    try:
-        version = importlib.metadata.version("flask-idms-webhooks")
-    except importlib.metadata.PackageNotFoundError:
-        version = "0"
-    return f"flask-idms-webhooks/{version} (completion callback)"
+    return f"flask-idms-webhooks/{package_version()} (completion callback)"
 
 
 class Callbacks:

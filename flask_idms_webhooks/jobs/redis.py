@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 import logging
 from typing import Any
 
@@ -12,6 +11,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from rq import Queue
 from rq.serializers import JSONSerializer
+
+from ..config import package_version
 
 
 @functools.cache
@@ -24,11 +25,8 @@ def client_identity() -> dict[str, Any]:
         from redis import DriverInfo
     except ImportError:  # older redis-py: nothing read per connection, nothing to name
         return {}
-    try:
-        version = importlib.metadata.version("flask-idms-webhooks")
-    except importlib.metadata.PackageNotFoundError:
-        version = "0"
-    return {"driver_info": DriverInfo().add_upstream_driver("flask-idms-webhooks", version)}
+    driver = DriverInfo().add_upstream_driver("flask-idms-webhooks", package_version())
+    return {"driver_info": driver}
 
 
 def web_redis(url: str, timeout: float) -> redis.Redis:

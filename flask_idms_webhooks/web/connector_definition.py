@@ -11,11 +11,11 @@ line can print the same document the route answers.
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import re
 from urllib.parse import urlsplit
 
+from ..config import package_version
 from ..model.parameters import QueryParameterSet
 from ..model.tasks import FilterRow, Operator, Prompt, Task
 from .connector_schemas import ERROR_DEFINITION, INPUT_TYPES, Schema, job_definition, shaped
@@ -41,13 +41,6 @@ def shortened(text: str, limit: int, mark: str = "…") -> str:
     if " " in cut:
         cut = cut[: cut.rindex(" ")]
     return cut[: limit - len(mark)].rstrip(" -_.,;:!?") + mark
-
-
-def version() -> str:
-    try:
-        return importlib.metadata.version("flask-idms-webhooks")
-    except importlib.metadata.PackageNotFoundError:
-        return "0"
 
 
 def parameter_description(key: str, row: FilterRow, parameters: QueryParameterSet) -> str:
@@ -229,7 +222,7 @@ def connector_definition(
         "info": {
             "title": shortened(name, MAX_TITLE),
             "description": f"{summary} Task {task.id}: a connection takes its webhook key.",
-            "version": version(),
+            "version": package_version(),
         },
         "host": parts.netloc,
         "basePath": f"{parts.path.rstrip('/')}{prefix}" or "/",
