@@ -79,9 +79,9 @@ class IdmsWebhooks:
         problem = task.retry_problem()
         if problem is not None:
             raise TaskLoadError(problem, task=task.id, key="retries")
-        bad_schedule = schedule_problem(task, seconds=True)  # 6 fields: checked at init_app
-        if bad_schedule is not None:
-            raise TaskLoadError(bad_schedule[1], task=task.id, key=bad_schedule[0])
+        for bad in (schedule_problem(task, seconds=True), task.signing_problem()):
+            if bad is not None:  # (a schedule's 6 fields are checked at init_app)
+                raise TaskLoadError(bad[1], task=task.id, key=bad[0])
         if task.callback_secret is not None:
             bad_secret = webhook_secret_problem(task.callback_secret)
             if bad_secret is not None:
@@ -185,9 +185,6 @@ class IdmsWebhooks:
                 signing_secrets=tuple(signing_secrets),
                 callback_secret=callback_secret,
             )
-            bad = task.signing_problem()
-            if bad is not None:
-                raise fail(*bad)
             self.register_task(task)
             return handler
 

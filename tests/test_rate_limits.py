@@ -97,6 +97,8 @@ def test_a_refusal_before_the_limit_uses_none_of_it(make_app):
     assert start(client, "wrong").status_code == 401
     assert start(client, key, json={"QueryParameters": {"Count": "many"}}).status_code == 422
     assert start(client, key, data="{", content_type="application/json").status_code == 400
+    refused = {"QueryParameters": {"Count": 1}, "CallbackUrl": "https://elsewhere.example/x"}
+    assert start(client, key, json=refused).status_code == 422  # callbacks are not enabled
     assert start(client, key).status_code == 202
     retry_after(start(client, key))
 

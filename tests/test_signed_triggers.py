@@ -17,7 +17,7 @@ import pytest
 from flask import Flask
 from standardwebhooks import Webhook
 
-from flask_idms_webhooks import FilterRow, IdmsWebhooks, JobContext, TaskLoadError
+from flask_idms_webhooks import FilterRow, IdmsWebhooks, JobContext, Task, TaskLoadError
 from flask_idms_webhooks.jobs.keys import PREFIX
 from flask_idms_webhooks.state import state_of
 from flask_idms_webhooks.web.answers import task_document
@@ -114,6 +114,15 @@ BAD_HEADERS: dict[str, tuple[Callable[[], dict[str, str]], str]] = {
         "webhook-timestamp header must be",
     ),
     "long id": (lambda: signed(BODY, webhook_id="m" * 300), "webhook-id header is longer"),
+    "superscript": (
+        lambda: signed(BODY) | {"webhook-timestamp": "\u00b2"},
+        "webhook-timestamp header must be",
+    ),
+    "huge": (lambda: signed(BODY) | {"webhook-timestamp": "9" * 400}, "must be whole seconds"),
+    "too long for int()": (
+        lambda: signed(BODY) | {"webhook-timestamp": "9" * 5000},
+        "must be whole seconds",
+    ),
 }
 
 
@@ -214,3 +223,5 @@ def test_bad_task_file_keys_are_load_errors(
 def test_python_tasks_are_checked_too() -> None:
     with pytest.raises(TaskLoadError, match="required with require_signature"):
         IdmsWebhooks().task("t", require_signature=True)(work)
+    with pytest.raises(TaskLoadError, match="required with require_signature"):
+        IdmsWebhooks().register_task(Task("t", work, require_signature=True))

@@ -109,8 +109,8 @@ def start_job(
     request's ``webhook-id``)."""
     parameters = resolve_parameters(state, task, body)
     scope = claim_scope(task, route, body, webhook_id)
-    limit_trigger(state, task, scope.key if scope else None)  # 429 past the task's limit
     callback = callback_url(state, body)
+    limit_trigger(state, task, scope.key if scope else None)  # 429 past the task's limit
     base = state.urls.base(request_root())
     document = state.jobs.prepare(task, parameters, base, callback_url=shown(callback))
     record = dumps(document)
