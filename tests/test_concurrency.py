@@ -104,6 +104,18 @@ def test_join_follows_the_running_job_with_the_same_parameters(app: Flask) -> No
     assert jobs_of(app, "joined") == 1
 
 
+def test_a_joined_answer_is_what_its_idempotency_key_replays(app: Flask) -> None:
+    """A join claims its key too: repeated once the job has ended, it starts nothing."""
+    first = start(app, "joined", region="US")
+    joined = start(app, "joined", region="US", **{"Idempotency-Key": "j1"})
+    assert joined.status_code == 202 and joined.headers["Location"] == first.headers["Location"]
+    run_all(app)
+    again = start(app, "joined", region="US", **{"Idempotency-Key": "j1"})
+    assert (again.status_code, again.data) == (202, joined.data)
+    assert again.headers["Location"] == first.headers["Location"]
+    assert jobs_of(app, "joined") == 1
+
+
 def test_an_idempotency_key_repeat_still_replays_its_first_answer(app: Flask) -> None:
     first = start(app, "solo", **{"Idempotency-Key": "k1"})
     again = start(app, "solo", **{"Idempotency-Key": "k1"})

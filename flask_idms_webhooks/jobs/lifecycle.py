@@ -143,6 +143,7 @@ class JobManager(Retrying):
         body: bytes | None = None,
         counted: tuple[str, int] | None = None,
         callback: str | None = None,  # its callback URL, whole (``JobStore.create``)
+        joined: Callable[[JobDocument], IdempotencyClaim | None] | None = None,
     ) -> IdempotencyClaim | None:
         """Write a new job's record (``body``: the document already serialised, if the
         caller has it) and enqueue it, in one transaction; answers None.
@@ -164,6 +165,7 @@ class JobManager(Retrying):
                 counted=counted,
                 exclusive=task.one_at_a_time,
                 callback=callback,
+                joined=joined,
             )
         except StoreUnavailable as error:
             if not error.sent:

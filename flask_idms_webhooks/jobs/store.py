@@ -76,6 +76,7 @@ class JobStore(ScheduleRecords, JobListing):
         counted: tuple[str, int] | None = None,
         exclusive: bool = False,
         callback: str | None = None,
+        joined: Callable[[JobDocument], IdempotencyClaim | None] | None = None,
     ) -> IdempotencyClaim | None:
         """Write a new job's record and enqueue it, in one transaction; answers None.
 
@@ -89,7 +90,9 @@ class JobStore(ScheduleRecords, JobListing):
         ``callback`` (its URL, whole) is the job's completion callback, recorded with it.
         ``exclusive`` (a task that runs one job at a time): if a job of the task is queued
         or running, nothing is written and ``TaskBusy`` raised with its document; checked
-        in the transaction, so of triggers arriving together exactly one starts a job.
+        in the transaction, so of triggers arriving together exactly one starts a job. A
+        request that follows that job instead (``joined`` answers its claim: a join) still
+        claims its key, so a repeat replays the join whatever runs by then.
         """
         with self.redis.pipeline() as pipe:
             if claim is None and not exclusive:
@@ -114,7 +117,13 @@ class JobStore(ScheduleRecords, JobListing):
                         claimed: IdempotencyClaim = loads(cast(bytes, earlier))
                         return claimed
                     if running is not None:
-                        raise TaskBusy(loads(running))
+                        busy = loads(running)
+                        follows = joined(busy) if joined and claim_key else None
+                        if follows is not None and claim is not None and claim_key is not None:
+                            pipe.multi()
+                            pipe.set(claim_key, dumps(follows), ex=claim[2])
+                            pipe.execute()
+                        raise TaskBusy(busy)
                     self._write_new(pipe, document, live_ttl, enqueue, body, callback)
                     if counted is not None:
                         count_trigger(pipe, document["TaskId"], *counted)

@@ -10,18 +10,29 @@ from flask import Response
 from ..jobs.documents import JobDocument, joins
 from ..jobs.store import dumps
 from ..model.tasks import Concurrency, Task
-from .answers import PollAnswer, json_answer
+from .answers import json_answer, poll_headers
+
+
+def joined_answer(
+    task: Task, running: JobDocument, wanted: JobDocument, route: str
+) -> tuple[int, dict[str, str], bytes] | None:
+    """(status, headers, body) of a trigger that follows the ``running`` job, as if it had
+    started it (the polling webhook's 202 with its Location; the standard webhook's 200
+    with its ExecuteId); None when it does not join (another concurrency, other values)."""
+    if not joins(task, running, wanted):
+        return None
+    if route == "polling":
+        return 202, poll_headers(running), dumps(running)
+    joined = {"ExecuteId": running["ExecuteId"], "TaskId": task.id, "Status": running["Status"]}
+    return 200, {}, dumps(joined)
 
 
 def busy_answer(task: Task, running: JobDocument, wanted: JobDocument, route: str) -> Response:
-    """``join`` with the same parameters: the running job's answer, as if this request
-    had started it (the polling webhook's 202 with its Location; the standard webhook's
-    200 with its ExecuteId). Otherwise 409, with that job's Location in body and header."""
-    if joins(task, running, wanted):
-        if route == "polling":
-            return PollAnswer(dumps(running), running)
-        joined = {"ExecuteId": running["ExecuteId"], "TaskId": task.id, "Status": running["Status"]}
-        return json_answer(dumps(joined), 200)
+    """The joined answer (``joined_answer``), else 409 with the running job's Location in
+    body and header."""
+    joined = joined_answer(task, running, wanted, route)
+    if joined is not None:
+        return json_answer(joined[2], joined[0], joined[1])
     because = "with other QueryParameters " if task.concurrency is Concurrency.JOIN else ""
     body: dict[str, Any] = {
         "code": 409,

@@ -23,7 +23,7 @@ from .answers import PollAnswer, execute_answer, json_answer, poll_headers, refu
 from .auth import known_task, require_task_key
 from .bodies import parse_json_body
 from .callbacks import callback_url, shown
-from .concurrency import busy_answer
+from .concurrency import busy_answer, joined_answer
 from .metrics import count_refused
 from .rate_limits import limit_trigger
 from .schemas import MAX_IDEMPOTENCY_KEY, IdmsTriggerBodySchema
@@ -98,6 +98,19 @@ def replay(claimed: IdempotencyClaim, scope: Scope) -> Response:
     return json_answer(claimed["Body"].encode(), claimed["Status"], claimed["Headers"])
 
 
+def claimed_answer(
+    document: JobDocument, scope: Scope, status: int, headers: dict[str, str], body: bytes
+) -> IdempotencyClaim:
+    """What a claim keeps of the first answer under its key: a repeat replays it."""
+    return {
+        "ExecuteId": document["ExecuteId"],
+        "BodyHash": scope.body_hash,
+        "Status": status,
+        "Headers": headers,
+        "Body": body.decode(),
+    }
+
+
 def start_job(
     state: WebhooksState,
     task: Task,
@@ -120,14 +133,14 @@ def start_job(
         status, answer, headers = 200, dumps(execute_answer(document)), {}
     claim = None
     if scope is not None:
-        first: IdempotencyClaim = {
-            "ExecuteId": document["ExecuteId"],
-            "BodyHash": scope.body_hash,
-            "Status": status,
-            "Headers": headers,
-            "Body": answer.decode(),
-        }
-        claim = (scope.key, first, scope.ttl)
+        claim = (scope.key, claimed_answer(document, scope, status, headers, answer), scope.ttl)
+
+    def joined(running: JobDocument) -> IdempotencyClaim | None:
+        follows = joined_answer(task, running, document, route)
+        return (
+            None if scope is None or follows is None else claimed_answer(running, scope, *follows)
+        )
+
     try:
         claimed = state.jobs.submit(
             task,
@@ -136,6 +149,7 @@ def start_job(
             body=record,
             counted=(route, status),
             callback=callback,
+            joined=joined,
         )
     except TaskBusy as busy:
         return busy_answer(task, cast(JobDocument, busy.running), document, route)
