@@ -265,7 +265,7 @@ class Reaper(threading.Thread):
                 reaped = self.state.recovery.reap()
             except Exception:  # Redis away: try again next round
                 logger.warning("reaper pass failed", exc_info=True)
-                continue
+                reaped = 0  # (the callbacks are swept all the same)
             if reaped:
                 logger.warning("reaper: recovered %d job(s) whose worker died", reaped)
             try:

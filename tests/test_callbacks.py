@@ -22,6 +22,7 @@ from flask_idms_webhooks import TaskLoadError
 from flask_idms_webhooks.iupdate.connections import Connections
 from flask_idms_webhooks.state import WebhooksState, state_of
 from flask_idms_webhooks.taskfile import load_task_file
+from flask_idms_webhooks.worker import make_worker
 from tests.callback_support import (
     CALLBACKS,
     FLOW_QUERY,
@@ -168,6 +169,16 @@ def test_a_retry_after_is_the_next_attempts_time(app, form):
     assert 3590 <= seconds_between(sealed["CompletedOn"], state["NextAttemptOn"]) <= 3610
 
 
+def test_an_unreadable_retry_after_is_ignored_not_a_crash(app):
+    """ "²" passes str.isdigit but is no number: the back-off applies, the attempt is
+    recorded (it used to raise, unrecorded)."""
+    with receiving(Answer(503, headers={"Retry-After": "\u00b2"})) as receiver:
+        answer = start(app, receiver.url())
+        work(app)
+    state = delivery(app, answer)
+    assert (state["State"], state["LastStatus"], state["Attempts"]) == ("retrying", "503", 1)
+
+
 def test_retries_stop_when_the_retry_window_ends(make_app):
     """RETRY_FOR = 3 s: a Retry-After of an hour is cut to the window's end, where the
     last attempt is made; it failing, the callback is given up."""
@@ -233,6 +244,46 @@ def test_a_job_cancelled_in_the_queue_calls_back_too(app, client, key):
         assert cancel.get_json()["Status"] == "cancelled"
         work_until(app, answer, "delivered")
     assert verified(app, receiver)["Status"] == "cancelled"
+
+
+def test_an_overdue_retry_no_scheduler_queued_is_swept_up(make_app):
+    """Workers run without RQ's scheduler (``--without-scheduler``): a retry on RQ's
+    schedule would wait forever; a reaper pass queues it once overdue."""
+    app = make_app(**CALLBACKS, IDMS_WEBHOOKS_HEARTBEAT_TIMEOUT=1)
+    state = state_of(app)
+    with receiving(Answer(500), Answer(200)) as receiver:
+        answer = start(app, receiver.url())
+        no_scheduler = make_worker(app, simple=True)
+        no_scheduler.work(burst=True, with_scheduler=False, logging_level="WARNING")
+        first = delivery(app, answer)
+        assert first["State"] == "retrying"
+        wait_for(lambda: state.callbacks.sweep() == 1, timeout=30, interval=0.2)
+        make_worker(app, simple=True).work(
+            burst=True, with_scheduler=False, logging_level="WARNING"
+        )
+        assert delivery(app, answer)["State"] == "delivered" and len(receiver) == 2
+
+
+def test_attempts_that_end_unrecorded_stop_with_the_retry_window(make_app):
+    """Attempts whose workers died (claimed, never recorded) are not retried past
+    IDMS_WEBHOOKS_CALLBACK_RETRY_FOR: the next one is given up, nothing is sent."""
+    app = make_app(
+        **CALLBACKS, IDMS_WEBHOOKS_CALLBACK_RETRY_FOR=1, IDMS_WEBHOOKS_HEARTBEAT_TIMEOUT=1
+    )
+    state = state_of(app)
+    with receiving(Answer(200)) as receiver:
+        answer = start(app, receiver.url())
+        job_id = answer.get_json()["ExecuteId"]
+        assert state.jobs.cancel(job_id, answer.get_json())  # sealed: its callback is due
+        state.queue.empty()  # its first attempt lost
+        claimed = state.store.claim_callback(job_id, 0.0)  # claimed by a worker that died
+        assert claimed.attempt == 1
+        time.sleep(1 + 2 * state.callbacks.grace + 1.5)  # past the window and a late sweep
+        assert state.callbacks.sweep() == 1
+        work(app)
+        given_up = delivery(app, answer)
+    assert (given_up["State"], given_up["LastStatus"]) == ("failed", "RetryWindowEnded")
+    assert len(receiver) == 0
 
 
 def test_a_callback_whose_first_attempt_was_lost_is_swept_up(app, client, key):

@@ -142,7 +142,7 @@ def retry_after_seconds(header: str | None, now: float | None = None) -> float |
     if header is None:
         return None
     header = header.strip()
-    if header.isdigit():
+    if header.isascii() and header.isdigit():  # (isdigit alone takes "²")
         return float(header)
     try:
         when = email.utils.parsedate_to_datetime(header)

@@ -32,7 +32,6 @@ from ..model.tasks import Task
 from ..security import Credentials
 from .callback_policy import CallbackPolicy, without_query
 from .callback_records import CLAIM_SLACK, DELIVERED, FAILED, RETRYING, CallbackView, Claim
-from .codec import STORE_ERRORS
 from .delivery import Outcome, Sender
 from .documents import JobDocument
 from .store import JobStore
@@ -47,8 +46,12 @@ DELIVERY_ENTRY_POINT = "flask_idms_webhooks.jobs.deliver_callback"
 DELIVERY_PREFIX = "callback-"
 #: What a callback records when its job's sealed document expired before it went out.
 EXPIRED = "Expired"
-#: RQ's states of a delivery still to run: the sweep leaves it be.
-WAITING = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
+#: What a callback records when its window ended with no attempt recorded.
+WINDOW_ENDED = "RetryWindowEnded"
+#: RQ's states of a delivery about to run: the sweep leaves it be. (A retry on RQ's
+#: schedule that is overdue is queued again: no worker may run RQ's scheduler; the
+#: claim's lease keeps a late copy from sending twice at once.)
+WAITING = (JobStatus.QUEUED,)
 
 
 def is_delivery(rq_id: str) -> bool:
@@ -136,7 +139,7 @@ class Callbacks:
             return
         try:
             self.queue_now(document["ExecuteId"])
-        except (StoreUnavailable, *STORE_ERRORS) as error:
+        except StoreUnavailable as error:
             logger.warning(
                 "job %s: its callback is not queued yet (%s); a reaper pass will",
                 document["ExecuteId"],
@@ -171,6 +174,13 @@ class Callbacks:
                 "job %s: callback to %s given up: the job's record expired", job_id, shown
             )
             self.store.record_callback(job_id, FAILED, EXPIRED)
+            return
+        if time.time() > claim.sealed_at + self.policy.retry_for + 2 * self.grace + CLAIM_SLACK:
+            # Past the window (and a late sweep's time): its last attempts ended unrecorded
+            # (their workers died, or RQ's timeout stopped them): it is given up.
+            logger.warning("job %s: callback to %s given up: retried for long enough", job_id,
+                           shown)  # fmt: skip
+            self.store.record_callback(job_id, FAILED, WINDOW_ENDED)
             return
         task = self.tasks.get(claim.task_id)
         if task is None:
