@@ -74,6 +74,8 @@ class TaskBusy(IdmsWebhooksError):
     """A task that runs one job at a time (``concurrency`` reject or join) has a job
     queued or running: nothing was started. Carries that job's document."""
 
-    def __init__(self, running: dict[str, Any]) -> None:
+    def __init__(self, running: dict[str, Any], *, beating: bool = True) -> None:
         super().__init__(f"a job of task {running['TaskId']!r} is already {running['Status']}")
         self.running = running
+        #: False: it is running with no heartbeat (its worker may have died).
+        self.beating = beating

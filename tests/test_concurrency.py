@@ -18,7 +18,7 @@ from werkzeug.serving import make_server
 from flask_idms_webhooks import FilterRow, IdmsWebhooks, JobContext, TaskLoadError
 from flask_idms_webhooks.state import state_of
 from flask_idms_webhooks.worker import make_worker
-from tests.helpers import ADMIN, bound_app, poll_path
+from tests.helpers import ADMIN, abandon_job, bound_app, poll_path
 
 
 def work(parameters: Mapping[str, Any], context: JobContext) -> None:
@@ -114,6 +114,33 @@ def test_a_joined_answer_is_what_its_idempotency_key_replays(app: Flask) -> None
     assert (again.status_code, again.data) == (202, joined.data)
     assert again.headers["Location"] == first.headers["Location"]
     assert jobs_of(app, "joined") == 1
+
+
+@pytest.mark.parametrize("task_id", ["solo", "joined"])
+def test_a_job_whose_worker_died_does_not_hold_its_task(app: Flask, task_id: str) -> None:
+    """Its worker died mid-run (no heartbeat, long enough): the next trigger seals it
+    failed, as a poll would, and starts a job of its own instead of a 409 or a join."""
+    client = app.test_client()
+    dead = abandon_job(client, state_of(app), task_id, {})
+    started = start(app, task_id)
+    assert started.status_code == 202
+    assert started.headers["Location"] != dead.headers["Location"]
+    sealed = client.get(poll_path(dead.headers["Location"])).get_json()
+    assert (sealed["Status"], sealed["Error"]["Type"]) == ("failed", "WorkerDied")
+    assert jobs_of(app, task_id) == 2
+
+
+def test_a_job_just_seen_without_its_heartbeat_still_holds_its_task(app: Flask) -> None:
+    """A heartbeat missing for a moment proves nothing (Redis was away): 409, and the job
+    goes on."""
+    client = app.test_client()
+    first = start(app, "solo")
+    running = first.get_json() | {"Status": "in progress"}
+    state = state_of(app)
+    assert state.store.start(running) == 1
+    state.redis.delete(state.store.heartbeat_key(running["ExecuteId"]))
+    assert start(app, "solo").status_code == 409
+    assert client.get(poll_path(first.headers["Location"])).get_json()["Status"] == "in progress"
 
 
 def test_an_idempotency_key_repeat_still_replays_its_first_answer(app: Flask) -> None:

@@ -88,19 +88,19 @@ class DispatchRecords(CallbackRecords):
             # bounded (every so often: a trigger is a hot path).
             pipe.zremrangebyscore(history, "-inf", now - live_ttl - self.result_ttl)
 
-    def _running(self, pipe: Pipeline, task_id: str) -> bytes | None:
-        """The live document of a task's oldest queued or running job, if it has one,
-        read on a WATCHing pipeline."""
-        ids = sorted(
-            raw.decode() for raw in cast(set[bytes], pipe.smembers(self.active_key(task_id)))
-        )
+    def _running(self, pipe: Pipeline, task_id: str) -> tuple[bytes, bool] | None:
+        """The live document of a task's oldest queued or running job, if it has one, and
+        whether its heartbeat is alive (one MGET), read on a WATCHing pipeline."""
+        ids = [raw.decode() for raw in cast(set[bytes], pipe.smembers(self.active_key(task_id)))]
         if not ids:
             return None
-        lives = cast(list[bytes | None], pipe.mget([self.live_key(job_id) for job_id in ids]))
-        documents = [live for live in lives if live is not None]
-        if not documents:
+        keys = [self.live_key(job_id) for job_id in ids]
+        read = cast(list[bytes | None], pipe.mget(keys + [self.heartbeat_key(i) for i in ids]))
+        lives, beats = read[: len(ids)], read[len(ids) :]
+        found = [(live, beat is not None) for live, beat in zip(lives, beats, strict=True) if live]
+        if not found:
             return None
-        return min(documents, key=lambda live: str(loads(live).get("CreatedOn", "")))
+        return min(found, key=lambda pair: str(loads(pair[0]).get("CreatedOn", "")))
 
     #: Mark a job running, only if this dispatch is the job's current one, it has not
     #: started before and no cancel was asked: 1 started, 0 not, -1 cancelled first.
@@ -334,7 +334,7 @@ class DispatchRecords(CallbackRecords):
                         return False
                     running = self._running(pipe, document["TaskId"]) if exclusive else None
                     if running is not None:
-                        raise TaskBusy(loads(running))
+                        raise TaskBusy(loads(running[0]), beating=running[1])
                     self._write_new(pipe, document, live_ttl, enqueue, None)
                     pipe.execute()
                     return True

@@ -22,6 +22,7 @@ from ..errors import (
     JobCancelled,
     OutcomeUnknown,
     StoreUnavailable,
+    TaskBusy,
     TransientError,
 )
 from ..logs import job_is_of
@@ -155,7 +156,8 @@ class JobManager(Retrying):
         a time raises ``TaskBusy`` while it has one queued or running.
         """
         job_id = document["ExecuteId"]
-        try:
+
+        def create() -> IdempotencyClaim | None:
             return self.store.create(
                 document,
                 live_ttl=self.live_ttl(task),
@@ -167,6 +169,17 @@ class JobManager(Retrying):
                 callback=callback,
                 joined=joined,
             )
+
+        try:
+            try:
+                return create()
+            except TaskBusy as busy:
+                # A job running with no heartbeat is looked at as a poll would (sealed
+                # failed once presumed dead): a dead job does not hold its task.
+                found = None if busy.beating else self.current(busy.running["ExecuteId"])
+                if busy.beating or (found is not None and not found[1]):
+                    raise
+                return create()
         except StoreUnavailable as error:
             if not error.sent:
                 raise

@@ -13,7 +13,7 @@ from redis.client import Pipeline
 
 from ..errors import StoreUnavailable, TaskBusy
 from .codec import STORE_ERRORS, available, dumps, is_store_error, loads, unavailable
-from .documents import JobDocument, RowError
+from .documents import IN_PROGRESS, JobDocument, RowError
 from .keys import PREFIX, StoreKeys
 from .listing import JobListing, seal_index
 from .metrics import count_finished, count_trigger
@@ -117,13 +117,15 @@ class JobStore(ScheduleRecords, JobListing):
                         claimed: IdempotencyClaim = loads(cast(bytes, earlier))
                         return claimed
                     if running is not None:
-                        busy = loads(running)
-                        follows = joined(busy) if joined and claim_key else None
+                        busy, beating = loads(running[0]), running[1]
+                        # (a job running with no heartbeat may be dead: not joined yet)
+                        alive = beating or busy["Status"] != IN_PROGRESS
+                        follows = joined(busy) if joined and claim_key and alive else None
                         if follows is not None and claim is not None and claim_key is not None:
                             pipe.multi()
                             pipe.set(claim_key, dumps(follows), ex=claim[2])
                             pipe.execute()
-                        raise TaskBusy(busy)
+                        raise TaskBusy(busy, beating=alive)
                     self._write_new(pipe, document, live_ttl, enqueue, body, callback)
                     if counted is not None:
                         count_trigger(pipe, document["TaskId"], *counted)
